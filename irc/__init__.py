@@ -1,0 +1,1 @@
+"""The `irc` command line (irc.cli)."""

@@ -1,0 +1,298 @@
+"""ONNX ``ModelProto`` -> IR.
+
+As lenient as ONNX Runtime on the way in: nodes may come in any order (they are sorted), old IR
+versions and ops of any domain are accepted. What cannot be made into a well-formed IR is refused
+with an :class:`IRLoadError` naming the problem: a use of an undefined value, a value defined twice,
+a cycle, an ai.onnx opset newer than this onnx knows, a missing external-data file.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from irlib.attribute import Attribute, AttrType
+from irlib.dtypes import DType
+from irlib.errors import IRLoadError
+from irlib.graph import Graph, Node, Value
+from irlib.model import Model
+from irlib.tensor import Tensor
+from irlib.types import (
+    MapType, OpaqueType, OptionalType, SequenceType, SparseTensorType, TensorType, Type,
+)
+
+__all__ = ["from_onnx", "type_from_proto", "known_opset_versions"]
+
+
+def known_opset_versions() -> dict[str, int]:
+    """The newest version of each standard ONNX domain this onnx package knows."""
+    newest: dict[str, int] = {}
+    for domain, version in onnx.helper.OP_SET_ID_VERSION_MAP:
+        newest[domain] = max(version, newest.get(domain, 0))
+    newest["ai.onnx"] = newest.get("", onnx.defs.onnx_opset_version())
+    return newest
+
+
+def from_onnx(proto: onnx.ModelProto, base_dir: str = "") -> Model:
+    """Convert a ``ModelProto`` into an IR :class:`Model`.
+
+    ``base_dir`` is where external-data files are looked up (the model file's folder).
+    """
+    if not isinstance(proto, onnx.ModelProto):
+        raise TypeError(f"expected onnx.ModelProto, got {type(proto).__name__}")
+    opsets = {}
+    newest = known_opset_versions()
+    for op in proto.opset_import:
+        if op.domain in newest and op.version > newest[op.domain]:
+            raise IRLoadError(
+                f"opset {op.domain or 'ai.onnx'} version {op.version} is newer than this onnx"
+                f" ({onnx.__version__}) knows (up to {newest[op.domain]})")
+        opsets[op.domain] = op.version
+    if not proto.HasField("graph"):
+        raise IRLoadError("the model has no graph")
+    graph = _GraphImporter(base_dir).import_graph(proto.graph, outer=None)
+    model = Model(
+        graph,
+        ir_version=proto.ir_version,
+        opset_imports=opsets,
+        producer_name=proto.producer_name,
+        producer_version=proto.producer_version,
+        domain=proto.domain,
+        model_version=proto.model_version,
+        doc_string=proto.doc_string,
+        metadata_props={p.key: p.value for p in proto.metadata_props},
+        functions=[_copy(f) for f in proto.functions],
+    )
+    if len(proto.training_info) or len(proto.configuration):
+        extra = onnx.ModelProto()
+        extra.training_info.extend(proto.training_info)
+        extra.configuration.extend(proto.configuration)
+        model.extra = extra
+    return model
+
+
+def _copy(msg):
+    out = type(msg)()
+    out.CopyFrom(msg)
+    return out
+
+
+class _GraphImporter:
+    def __init__(self, base_dir: str):
+        self.base_dir = base_dir
+
+    def import_graph(self, gp: onnx.GraphProto, outer: list[dict[str, Value]] | None,
+                     parent: Node | None = None) -> Graph:
+        scope: dict[str, Value] = {}
+        scopes = [scope] + (outer or [])
+        graph = Graph(gp.name, doc_string=gp.doc_string)
+        graph.parent_node = parent
+        graph.metadata_props = {p.key: p.value for p in gp.metadata_props}
+
+        def define(value: Value, what: str) -> None:
+            if value.name in scope:
+                raise IRLoadError(f"graph {gp.name!r}: value {value.name!r} is defined twice ({what})")
+            scope[value.name] = value
+
+        for vi in gp.input:
+            v = Value(vi.name, type_from_proto(vi.type) if vi.HasField("type") else None,
+                      doc_string=vi.doc_string)
+            v.metadata_props = {p.key: p.value for p in vi.metadata_props}
+            define(v, "graph input")
+            graph.add_input(v)
+        for tp in gp.initializer:
+            tensor = Tensor.from_proto(tp, self.base_dir)
+            existing = scope.get(tp.name)
+            if existing is not None and existing.is_graph_input() and existing.const_value is None:
+                existing.const_value = tensor  # an input with a default value (IR < 4 style)
+                graph.add_initializer(existing)
+                continue
+            v = Value(tp.name, const_value=tensor)
+            define(v, "initializer")
+            graph.add_initializer(v)
+
+        for sp in gp.sparse_initializer:
+            # Carried verbatim in graph.extra; a value stands for it so nodes can read it.
+            v = Value(sp.values.name, SparseTensorType(DType(sp.values.data_type), tuple(sp.dims)))
+            v._graph = graph
+            define(v, "sparse initializer")
+            graph.meta.setdefault("sparse_values", []).append(v)
+
+        # Pass 1: every node's outputs, so that inputs may refer to later nodes.
+        nodes = []
+        for i, np_ in enumerate(gp.node):
+            node = Node(np_.op_type, domain=np_.domain, name=np_.name,
+                        outputs=[o for o in np_.output], overload=np_.overload,
+                        doc_string=np_.doc_string)
+            node.metadata_props = {p.key: p.value for p in np_.metadata_props}
+            if len(np_.device_configurations):
+                extra = onnx.NodeProto()
+                extra.device_configurations.extend(np_.device_configurations)
+                node.extra = extra
+            for v in node.outputs:
+                if v.name:
+                    define(v, f"output of {np_.op_type} node {np_.name!r}")
+            nodes.append(node)
+
+        # Pass 2: inputs, attributes (subgraphs see this graph's whole scope).
+        for np_, node in zip(gp.node, nodes):
+            inputs = []
+            for name in np_.input:
+                if name == "":
+                    inputs.append(None)
+                    continue
+                v = _lookup(scopes, name)
+                if v is None:
+                    raise IRLoadError(
+                        f"{np_.op_type} node {np_.name!r} uses undefined value {name!r}")
+                inputs.append(v)
+            node.set_inputs(inputs)
+            for ap in np_.attribute:
+                node.set_attr(self.import_attribute(ap, scopes, node))
+            graph.append(node)
+
+        for vi in gp.value_info:
+            v = scope.get(vi.name)
+            if v is None or v.producer() is None:
+                # Describes an input, an initializer or nothing: carry it through verbatim.
+                graph.meta.setdefault("orphan_value_info", []).append(_copy(vi))
+                continue
+            if vi.HasField("type"):
+                v.type = type_from_proto(vi.type)
+            v.doc_string = vi.doc_string or v.doc_string
+            v.metadata_props.update({p.key: p.value for p in vi.metadata_props})
+            v.meta["value_info"] = True
+
+        for vi in gp.output:
+            v = _lookup(scopes, vi.name)
+            if v is None:
+                raise IRLoadError(f"graph {gp.name!r}: output {vi.name!r} is not defined")
+            if vi.HasField("type"):
+                t = type_from_proto(vi.type)
+                if v.type is not None and v.type != t:
+                    v.meta["output_type"] = t  # declared differently as an output: keep both
+                else:
+                    v.type = t
+            if vi.doc_string:
+                v.meta["output_doc_string"] = vi.doc_string
+            if len(vi.metadata_props):
+                v.meta["output_metadata_props"] = {p.key: p.value for p in vi.metadata_props}
+            graph.outputs.append(v)
+
+        if len(gp.sparse_initializer) or len(gp.quantization_annotation):
+            extra = onnx.GraphProto()
+            extra.sparse_initializer.extend(gp.sparse_initializer)
+            extra.quantization_annotation.extend(gp.quantization_annotation)
+            graph.extra = extra
+        if not graph.is_sorted():
+            try:
+                graph.sort()
+            except ValueError as e:
+                raise IRLoadError(str(e)) from None
+        return graph
+
+    def import_attribute(self, ap: onnx.AttributeProto, scopes, node: Node) -> Attribute:
+        t = AttrType(ap.type) if ap.type else _guess_attr_type(ap)
+        if ap.ref_attr_name:
+            return Attribute(ap.name, t, None, ap.doc_string, ap.ref_attr_name)
+        if t is AttrType.FLOAT:
+            value = ap.f
+        elif t is AttrType.INT:
+            value = ap.i
+        elif t is AttrType.STRING:
+            value = _decode(ap.s)
+        elif t is AttrType.TENSOR:
+            value = Tensor.from_proto(ap.t, self.base_dir)
+        elif t is AttrType.GRAPH:
+            value = self.import_graph(ap.g, scopes, node)
+        elif t is AttrType.FLOATS:
+            value = list(ap.floats)
+        elif t is AttrType.INTS:
+            value = list(ap.ints)
+        elif t is AttrType.STRINGS:
+            value = [_decode(s) for s in ap.strings]
+        elif t is AttrType.TENSORS:
+            value = [Tensor.from_proto(x, self.base_dir) for x in ap.tensors]
+        elif t is AttrType.GRAPHS:
+            value = [self.import_graph(g, scopes, node) for g in ap.graphs]
+        elif t is AttrType.SPARSE_TENSOR:
+            value = _copy(ap.sparse_tensor)
+        elif t is AttrType.SPARSE_TENSORS:
+            value = [_copy(x) for x in ap.sparse_tensors]
+        elif t is AttrType.TYPE_PROTO:
+            value = type_from_proto(ap.tp)
+        elif t is AttrType.TYPE_PROTOS:
+            value = [type_from_proto(x) for x in ap.type_protos]
+        else:
+            raise IRLoadError(f"{node.op_type} node {node.name!r}: attribute {ap.name!r} has no type")
+        return Attribute(ap.name, t, value, ap.doc_string)
+
+
+def _lookup(scopes: list[dict[str, Value]], name: str) -> Value | None:
+    for scope in scopes:
+        v = scope.get(name)
+        if v is not None:
+            return v
+    return None
+
+
+def _decode(b: bytes):
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b
+
+
+def _guess_attr_type(ap: onnx.AttributeProto) -> AttrType:
+    """Very old models leave ``type`` unset: infer it from the field that is filled."""
+    for field, t in (("floats", AttrType.FLOATS), ("ints", AttrType.INTS),
+                     ("strings", AttrType.STRINGS), ("tensors", AttrType.TENSORS),
+                     ("graphs", AttrType.GRAPHS)):
+        if len(getattr(ap, field)):
+            return t
+    for field, t in (("t", AttrType.TENSOR), ("g", AttrType.GRAPH)):
+        if ap.HasField(field):
+            return t
+    if ap.HasField("s"):
+        return AttrType.STRING
+    if ap.HasField("f"):
+        return AttrType.FLOAT
+    if ap.HasField("i"):
+        return AttrType.INT
+    return AttrType.UNDEFINED
+
+
+def _shape_from_proto(tsp) -> tuple | None:
+    if not tsp.HasField("shape"):
+        return None
+    dims = []
+    for d in tsp.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return tuple(dims)
+
+
+def type_from_proto(tp: onnx.TypeProto) -> Type | None:
+    which = tp.WhichOneof("value")
+    den = tp.denotation
+    if which == "tensor_type":
+        return TensorType(DType(tp.tensor_type.elem_type), _shape_from_proto(tp.tensor_type), den)
+    if which == "sparse_tensor_type":
+        t = tp.sparse_tensor_type
+        return SparseTensorType(DType(t.elem_type), _shape_from_proto(t), den)
+    if which == "sequence_type":
+        e = tp.sequence_type
+        return SequenceType(type_from_proto(e.elem_type) if e.HasField("elem_type") else None, den)
+    if which == "optional_type":
+        e = tp.optional_type
+        return OptionalType(type_from_proto(e.elem_type) if e.HasField("elem_type") else None, den)
+    if which == "map_type":
+        m = tp.map_type
+        return MapType(DType(m.key_type),
+                       type_from_proto(m.value_type) if m.HasField("value_type") else None, den)
+    if which == "opaque_type":
+        return OpaqueType(tp.opaque_type.domain, tp.opaque_type.name, den)
+    return None

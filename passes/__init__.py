@@ -1,0 +1,1 @@
+"""passes package (see docs/architecture.md)."""
