@@ -28,7 +28,9 @@ def known_opset_versions() -> dict[str, int]:
     newest: dict[str, int] = {}
     for domain, version in onnx.helper.OP_SET_ID_VERSION_MAP:
         newest[domain] = max(version, newest.get(domain, 0))
-    newest["ai.onnx"] = newest.get("", onnx.defs.onnx_opset_version())
+    # The map spells the default domain "ai.onnx"; models usually spell it "".
+    newest["ai.onnx"] = max(newest.get("ai.onnx", 0), onnx.defs.onnx_opset_version())
+    newest[""] = newest["ai.onnx"]
     return newest
 
 
