@@ -1,0 +1,187 @@
+"""The ``irc`` command line: a thin layer over :mod:`irlib` and :mod:`irc.compile`.
+
+    irc inspect MODEL.onnx [--print | --json]
+    irc compile MODEL.onnx -O0 -o OUT.onnx
+    irc --version
+
+Every subcommand runs inside one error boundary (:class:`_IrcGroup`): a bad model, a missing file
+or an unreadable protobuf becomes ``irc: error: <one line>`` on stderr and exit status 1; usage
+errors are click's (status 2). An unexpected exception (a bug in irc) is reported as
+``irc: internal error: ...`` with status 70, and ``--debug`` shows its traceback. Output files are
+written atomically by :func:`irlib.save`, so a failure never leaves a half-written file.
+
+To add a subcommand, write a function decorated with ``@main.command()``; to add an option to
+``compile``, add a click option and pass it on to :func:`irc.compile.compile_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+import onnx
+from google.protobuf.message import DecodeError
+
+import irlib
+from irc import __version__
+from irc.compile import DEFAULT_LEVEL, LEVELS, compile_model
+from irc.summary import ModelSummary, summarize
+
+__all__ = ["main"]
+
+#: Exit status for a failure caused by the input (bad model, missing file ...).
+EXIT_ERROR = 1
+#: Exit status for a bug in irc itself (EX_SOFTWARE).
+EXIT_INTERNAL = 70
+
+#: Exceptions that mean "the input is bad", reported as one line without a traceback.
+_USER_ERRORS = (
+    irlib.IRError, OSError, DecodeError, onnx.checker.ValidationError,
+    onnx.shape_inference.InferenceError,
+)
+
+
+class IrcFailure(click.ClickException):
+    """An error reported as ``irc: <kind>: <one line>``."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR, kind: str = "error"):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.kind = kind
+
+    def show(self, file=None) -> None:
+        click.echo(f"irc: {self.kind}: {self.format_message()}", err=True)
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` squeezed onto one line (OSError: ``path: reason``)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = str(exc)
+    text = " ".join(text.split())
+    return text or type(exc).__name__
+
+
+class _IrcGroup(click.Group):
+    """The error boundary around every subcommand."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except _USER_ERRORS as e:
+            if ctx.meta.get("irc.debug"):
+                raise
+            raise IrcFailure(one_line(e)) from None
+        except Exception as e:  # a bug in irc: say so, without a traceback unless --debug
+            if ctx.meta.get("irc.debug"):
+                raise
+            raise IrcFailure(f"{type(e).__name__}: {one_line(e)} (run with --debug for a traceback)",
+                             EXIT_INTERNAL, "internal error") from None
+
+
+@click.group(cls=_IrcGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="irc",
+                      message="%(prog)s %(version)s")
+@click.option("-v", "--verbose", count=True, help="Log progress (-v) or details (-vv) to stderr.")
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, debug: bool) -> None:
+    """irc: an inference graph compiler for ONNX models."""
+    ctx.meta["irc.debug"] = debug
+    if verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            format="irc: %(name)s: %(message)s", stream=sys.stderr, force=True,
+        )
+
+
+def _load(path: str) -> irlib.Model:
+    model = irlib.load(path)
+    irlib.verify(model)
+    return model
+
+
+# -- inspect --------------------------------------------------------------------------------
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--print", "print_graph", is_flag=True, help="Print the whole graph, one node a line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def inspect(model: str, print_graph: bool, as_json: bool) -> None:
+    """Summarize MODEL: versions, inputs/outputs, op histogram, parameters."""
+    if print_graph and as_json:
+        raise click.UsageError("--print and --json cannot be combined")
+    m = _load(model)
+    if print_graph:
+        click.echo(irlib.format_model(m), nl=False)
+        return
+    summary = summarize(m)
+    if as_json:
+        click.echo(json.dumps(summary.as_json(), indent=2))
+        return
+    _show_summary(model, summary)
+
+
+def _show_summary(path: str, s: ModelSummary) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    opsets = ", ".join(f"{d} {v}" for d, v in s.opsets.items())
+    console.print(f"[bold]{escape(path)}[/bold]")
+    console.print(f"  producer     {escape(s.producer or '-')}")
+    console.print(f"  IR version   {s.ir_version}")
+    console.print(f"  opsets       {escape(opsets or '-')}")
+    sub = f" ({s.subgraph_nodes} of them in subgraphs)" if s.subgraph_nodes else \
+        " (no subgraphs)"
+    console.print(f"  nodes        {s.nodes}{sub}")
+    console.print(f"  parameters   {s.parameters:,} ({_human_bytes(s.parameter_bytes)})")
+    io = Table(title=None, box=None, pad_edge=False, show_header=True, header_style="bold")
+    for col in ("", "name", "dtype", "shape"):
+        io.add_column(col)
+    for kind, values in (("input", s.inputs), ("output", s.outputs)):
+        for v in values:
+            shape = "?" if v.shape is None else \
+                "[" + ",".join("?" if d is None else str(d) for d in v.shape) + "]"
+            io.add_row(kind, escape(v.name), escape(v.dtype or "?"), escape(shape))
+    console.print(io)
+    hist = Table(box=None, pad_edge=False, header_style="bold")
+    hist.add_column("op")
+    hist.add_column("count", justify="right")
+    for op, n in s.op_histogram.items():
+        hist.add_row(escape(op), str(n))
+    console.print(hist)
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # not reached
+
+
+# -- compile --------------------------------------------------------------------------------
+@main.command(name="compile")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the compiled model (written atomically).")
+@click.option("-O", "--opt-level", "level", type=click.Choice([str(lv) for lv in LEVELS]),
+              default=str(DEFAULT_LEVEL), show_default=True,
+              help="Optimization level (-O0: verify and re-emit, no passes).")
+def compile_command(model: str, output: str, level: str) -> None:
+    """Compile MODEL and write the result to OUTPUT."""
+    m = _load(model)
+    result = compile_model(m, int(level))
+    irlib.save(result.model, output)
+    click.echo(f"irc: wrote {output} (-O{result.level}: {result.nodes_before} -> "
+               f"{result.nodes_after} nodes)")
+
+
+if __name__ == "__main__":  # python -m irc.cli
+    main()
