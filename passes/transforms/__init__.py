@@ -1,0 +1,3 @@
+"""Built-in passes, one per module; importing this package registers them all."""
+
+from passes.transforms import dce, eliminate_identity, infer_shapes  # noqa: F401
