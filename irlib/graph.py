@@ -51,13 +51,13 @@ class Value:
     """
 
     __slots__ = (
-        "name", "type", "doc_string", "metadata_props", "meta", "const_value",
+        "_name", "type", "doc_string", "metadata_props", "meta", "const_value",
         "_producer", "_index", "_uses", "_graph",
     )
 
     def __init__(self, name: str | None = None, type: Type | None = None, *,
                  const_value: Tensor | None = None, doc_string: str = ""):
-        self.name = name
+        self._name = name
         self.type = type
         self.doc_string = doc_string
         self.metadata_props: dict[str, str] = {}
@@ -69,6 +69,22 @@ class Value:
         self._graph: Graph | None = None  # set for graph inputs and initializers
         if const_value is not None and type is None:
             self.type = TensorType(const_value.dtype, const_value.shape)
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @name.setter
+    def name(self, name: str | None) -> None:
+        # Renaming a value that is already in a graph records the new name, so that
+        # ``Graph.fresh_name`` never hands it out again.
+        self._name = name
+        if name:
+            g = self.graph
+            if g is not None:
+                names = g.root._names
+                if names is not None:
+                    names[name] = self
 
     # -- definition -------------------------------------------------------------------------
     def producer(self) -> Node | None:
@@ -124,23 +140,36 @@ class Value:
         A graph output is rewired only with ``replace_graph_outputs=True``: then ``other`` takes
         this value's place in the graph's outputs *and its name* (the model's interface keeps its
         names), and this value is renamed. That is refused when ``other`` is itself a graph input,
-        an initializer or already an output, since its name is part of the interface too.
+        an initializer or already an output, or when this value is also a graph input, since
+        those names are part of the interface too. A refusal is raised before anything changes.
+
+        >>> y.replace_all_uses_with(z, replace_graph_outputs=True)   # doctest: +SKIP
         """
         if other is self:
             return
-        for node, i in list(self._uses):
-            node.replace_input_with(i, other)
-        if self.is_graph_output():
+        if not isinstance(other, Value):
+            raise TypeError(f"cannot replace {self.name!r} with {type(other).__name__}, not a Value")
+        g = self.graph
+        is_output = g is not None and any(v is self for v in g.outputs)
+        if is_output:
             if not replace_graph_outputs:
                 raise ValueError(
                     f"value {self.name!r} is a graph output; pass replace_graph_outputs=True"
                 )
-            g = self.graph
-            if other.is_graph_input() or other.is_initializer() or other.is_graph_output():
+            if other.is_graph_input() or other.is_initializer() or other.is_graph_output() or \
+                    any(v is other for v in g.outputs):
                 raise ValueError(
                     f"cannot make {other.name!r} stand in for graph output {self.name!r}:"
                     " it is already an input, initializer or output of the graph"
                 )
+            if self.is_graph_input() or self.is_initializer():
+                raise ValueError(
+                    f"cannot replace graph output {self.name!r}: it is also a graph input or"
+                    " initializer, whose name cannot move to another value"
+                )
+        for node, i in list(self._uses):
+            node.replace_input_with(i, other)
+        if is_output:
             old_name = self.name
             self.name = g.fresh_name(f"{old_name}_replaced") if old_name else None
             other.name = old_name
@@ -194,6 +223,26 @@ class Node:
         overload: str = "",
         doc_string: str = "",
     ):
+        # Check everything before recording anything, so that a refused node leaves no trace.
+        inputs = tuple(inputs)
+        for i, v in enumerate(inputs):
+            if v is not None and not isinstance(v, Value):
+                raise TypeError(f"input {i} of {op_type} is {type(v).__name__}, not a Value")
+        if outputs is None:
+            outs = (Value(),) if num_outputs == 1 else tuple([Value() for _ in range(num_outputs)])
+        else:
+            outs = tuple([o if isinstance(o, Value) else Value(o) for o in outputs])
+            for v in outs:
+                if v._producer is not None:
+                    raise ValueError(f"value {v.name!r} already has a producer")
+            if len(set(map(id, outs))) != len(outs):
+                raise ValueError(f"{op_type} node lists the same output value twice")
+        attrs = []
+        if attributes:
+            if isinstance(attributes, dict):
+                attrs = [Attribute.infer(k, v) for k, v in attributes.items()]
+            else:
+                attrs = list(attributes)
         self.op_type = op_type
         self.domain = domain
         self.name = name
@@ -206,27 +255,20 @@ class Node:
         self._prev = self._next = None
         self._removed = False
         self.attributes: dict[str, Attribute] = {}
-        if attributes:
-            items = attributes.values() if isinstance(attributes, dict) and all(
-                isinstance(a, Attribute) for a in attributes.values()) else None
-            if items is None and isinstance(attributes, dict):
-                items = [Attribute.infer(k, v) for k, v in attributes.items()]
-            elif items is None:
-                items = list(attributes)
-            for a in items:
-                self.set_attr(a)
-        self._inputs: tuple[Value | None, ...] = ()
-        self.set_inputs(inputs)
-        if outputs is None:
-            outputs = [None] * num_outputs
-        outs = []
-        for i, o in enumerate(outputs):
-            v = o if isinstance(o, Value) else Value(o)
-            if v._producer is not None:
-                raise ValueError(f"value {v.name!r} already has a producer")
-            v._producer, v._index = self, i
-            outs.append(v)
-        self._outputs: tuple[Value, ...] = tuple(outs)
+        for a in attrs:
+            self.set_attr(a)
+        self._inputs: tuple[Value | None, ...] = inputs
+        i = 0
+        for v in inputs:
+            if v is not None:
+                v._uses[(self, i)] = None
+            i += 1
+        i = 0
+        for v in outs:
+            v._producer = self
+            v._index = i
+            i += 1
+        self._outputs: tuple[Value, ...] = outs
 
     # -- inputs and outputs -----------------------------------------------------------------
     @property
@@ -245,30 +287,44 @@ class Node:
         return self._outputs[0]
 
     def replace_input_with(self, index: int, value: Value | None) -> None:
+        """Make input ``index`` read ``value`` (``None``: omit an optional input)."""
+        n = len(self._inputs)
+        if not -n <= index < n:
+            raise IndexError(f"{self.op_type} node {self.name!r} has no input {index}")
+        index %= n
+        if value is not None and not isinstance(value, Value):
+            raise TypeError(f"input {index} of {self.op_type} is {type(value).__name__}, not a Value")
         old = self._inputs[index]
         if old is value:
             return
-        if old is not None:
-            old._uses.pop((self, index), None)
-        if value is not None:
-            value._uses[(self, index)] = None
+        if not self._removed:
+            if old is not None:
+                old._uses.pop((self, index), None)
+            if value is not None:
+                value._uses[(self, index)] = None
         self._inputs = self._inputs[:index] + (value,) + self._inputs[index + 1:]
 
     def set_inputs(self, values: Sequence[Value | None]) -> None:
         """Replace the whole input list (the number of inputs may change)."""
-        for i, old in enumerate(self._inputs):
-            if old is not None:
-                old._uses.pop((self, i), None)
-        self._inputs = tuple(values)
-        for i, v in enumerate(self._inputs):
-            if v is not None:
-                if not isinstance(v, Value):
-                    raise TypeError(f"input {i} of {self.op_type} is {type(v).__name__}, not a Value")
-                v._uses[(self, i)] = None
+        values = tuple(values)
+        for i, v in enumerate(values):
+            if v is not None and not isinstance(v, Value):
+                raise TypeError(f"input {i} of {self.op_type} is {type(v).__name__}, not a Value")
+        if not self._removed:
+            for i, old in enumerate(self._inputs):
+                if old is not None:
+                    old._uses.pop((self, i), None)
+            for i, v in enumerate(values):
+                if v is not None:
+                    v._uses[(self, i)] = None
+        self._inputs = values
 
     def append_input(self, value: Value | None) -> None:
+        """Add one more input at the end (``None``: an omitted optional input)."""
+        if value is not None and not isinstance(value, Value):
+            raise TypeError(f"input of {self.op_type} is {type(value).__name__}, not a Value")
         self._inputs = self._inputs + (value,)
-        if value is not None:
+        if value is not None and not self._removed:
             value._uses[(self, len(self._inputs) - 1)] = None
 
     # -- attributes -------------------------------------------------------------------------
@@ -278,10 +334,35 @@ class Node:
         return default if a is None else a.value
 
     def set_attr(self, name_or_attr, value=None) -> Attribute:
+        """Set an attribute (an :class:`Attribute`, or a name and a Python value to infer it from).
+
+        A subgraph that the new attribute replaces is detached: the uses its nodes made of outer
+        values are dropped. A new subgraph is attached: its uses of outer values are recorded and,
+        if this node is in a graph, its value names are made unique in the model.
+        """
         a = name_or_attr if isinstance(name_or_attr, Attribute) else Attribute.infer(name_or_attr, value)
+        old = self.attributes.get(a.name)
+        new_subs = a.subgraphs()
+        if old is not None:
+            for g in old.subgraphs():
+                if not any(g is n for n in new_subs):
+                    _detach_subgraph(g)
         self.attributes[a.name] = a
-        for g in a.subgraphs():
+        for g in new_subs:
             g.parent_node = self
+            if not self._removed:
+                for user, i, v in _subgraph_outer_uses(g):
+                    v._uses[(user, i)] = None
+            if self.graph is not None and not self._removed:
+                self.graph._unique_names(g)
+        return a
+
+    def remove_attr(self, name: str) -> Attribute | None:
+        """Delete attribute ``name`` (detaching its subgraphs) and return it, or ``None``."""
+        a = self.attributes.pop(name, None)
+        if a is not None:
+            for g in a.subgraphs():
+                _detach_subgraph(g)
         return a
 
     def subgraphs(self) -> Iterator[Graph]:
@@ -310,7 +391,15 @@ class Node:
 
 
 class Graph:
-    """A list of nodes in execution order, with inputs, outputs and initializers."""
+    """A list of nodes in execution order, with inputs, outputs and initializers.
+
+    Values get a fresh name, unique in the whole model, when they join the graph::
+
+        g = Graph("main", inputs=[Value("x", TensorType(DType.FLOAT, (4,)))])
+        two = g.constant(np.array(2.0, np.float32))          # an initializer named "v_0"
+        mul = g.append(Node("Mul", [g.inputs[0], two]))      # output named "mul_1"
+        g.outputs.append(mul.output)
+    """
 
     def __init__(
         self,
@@ -333,7 +422,7 @@ class Graph:
         self._root = _Sentinel()
         self._root._prev = self._root._next = self._root
         self._len = 0
-        self._names: set[str] | None = None
+        self._names: dict[str, Value | None] | None = None
         self._counter = itertools.count()
         for v in inputs:
             self.add_input(v)
@@ -343,6 +432,9 @@ class Graph:
 
     # -- values -----------------------------------------------------------------------------
     def add_input(self, value: Value) -> Value:
+        """Append ``value`` to the graph's inputs (naming it if it has no name) and return it."""
+        if value._producer is not None:
+            raise ValueError(f"value {value.name!r} is produced by a node; it cannot be an input")
         value._graph = self
         self.inputs.append(value)
         self._name(value)
@@ -358,11 +450,18 @@ class Graph:
         return value
 
     def remove_initializer(self, value: Value) -> None:
+        """Drop an initializer. One that is only a constant must be unused; one that is also a
+        graph input (a default value) just loses its default and stays an input."""
+        if value not in self._initializers:
+            raise ValueError(f"{value.name!r} is not an initializer of graph {self.name!r}")
+        if value.is_graph_input():
+            del self._initializers[value]
+            value.const_value = None
+            return
         if value.has_uses() or value.is_graph_output():
             raise ValueError(f"initializer {value.name!r} is still used")
         del self._initializers[value]
-        if not value.is_graph_input():
-            value._graph = None
+        value._graph = None
 
     @property
     def initializers(self) -> list[Value]:
@@ -396,21 +495,32 @@ class Graph:
         return g
 
     def fresh_name(self, prefix: str = "v") -> str:
-        """A value name not used anywhere in the model that holds this graph."""
+        """A value name not used anywhere in the model that holds this graph (subgraphs included);
+        it is reserved, so the next call returns another one."""
         root = self.root
-        if root._names is None:
-            root._names = {v.name for g in root.all_graphs() for v in g.values() if v.name}
+        names = root._registry()
         while True:
             name = f"{prefix}_{next(root._counter)}"
-            if name not in root._names:
-                root._names.add(name)
+            if name not in names:
+                names[name] = None
                 return name
 
+    def _registry(self) -> dict[str, Value | None]:
+        """The root graph's record of the value names in use: name -> the value holding it
+        (``None`` for a name reserved by ``fresh_name``). Built on first need, then kept up to
+        date by insertion, renaming and subgraph attachment; it may keep names no longer used."""
+        if self._names is None:
+            self._names = {v._name: v for g in self.all_graphs() for v in g.values() if v._name}
+        return self._names
+
     def _name(self, value: Value, prefix: str = "v") -> None:
-        if value.name is None:
-            value.name = self.fresh_name(prefix)
-        elif self.root._names is not None and value.name:
-            self.root._names.add(value.name)
+        if value._name is None:
+            value._name = name = self.fresh_name(prefix)
+            self.root._names[name] = value
+        elif value._name:
+            names = self.root._names
+            if names is not None:
+                names[value._name] = value
 
     # -- nodes ------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Node]:
@@ -435,17 +545,57 @@ class Graph:
         """A snapshot list of the nodes, in order."""
         return list(self)
 
+    def _check_new(self, nodes: list[Node]) -> None:
+        """Refuse (before anything changes) nodes that are already in a graph or listed twice."""
+        seen = set()
+        for n in nodes:
+            if not isinstance(n, Node):
+                raise TypeError(f"cannot insert {type(n).__name__}, not a Node")
+            if n.graph is not None and not n._removed:
+                raise ValueError(f"{n.op_type} node {n.name!r} already belongs to a graph")
+            if n in seen:
+                raise ValueError(f"{n.op_type} node {n.name!r} is listed twice")
+            seen.add(n)
+
     def _adopt(self, node: Node) -> None:
-        if node.graph is not None and not node._removed:
-            raise ValueError(f"{node.op_type} node {node.name!r} already belongs to a graph")
+        """Make ``node`` part of this graph (not yet linked): name its outputs, re-record the uses
+        of a node that was removed before, make its subgraphs' names unique in the model."""
         node.graph = self
         if node._removed:
-            _reconnect(node)
             node._removed = False
-        prefix = (node.name or node.op_type).lower().replace("/", "_")
-        for v in node.outputs:
-            self._name(v, prefix)
+            _reconnect(node)
+        root = self.root
+        prefix = None
+        for v in node._outputs:
+            name = v._name
+            if name is None:
+                if prefix is None:
+                    prefix = (node.name or node.op_type).lower().replace("/", "_")
+                name = v._name = self.fresh_name(prefix)
+                root._names[name] = v
+            elif name and root._names is not None:
+                root._names[name] = v
+        if node.attributes:
+            for g in node.subgraphs():
+                self._unique_names(g)
         self._len += 1
+
+    def _unique_names(self, sub: Graph) -> None:
+        """Give the values of ``sub`` (a subgraph joining this model) names that no other value of
+        the model holds, renaming those that clash. The inputs and outputs of a subgraph are
+        matched by position, so renaming its values is safe."""
+        root = self.root
+        names = root._registry()
+        for g in sub.all_graphs():
+            for v in g.values():
+                name = v._name
+                if name == "":
+                    continue
+                owner = names.get(name, v) if name is not None else None
+                if owner is not v and (owner is None or owner._name == name):
+                    name = v._name = self.fresh_name(name or "v")
+                names[name] = v
+        sub._names = None  # from now on the root keeps the names
 
     def _link_after(self, anchor, node: Node) -> None:
         nxt = anchor._next
@@ -455,26 +605,34 @@ class Graph:
 
     def append(self, node: Node) -> Node:
         """Add ``node`` at the end and return it."""
+        if not isinstance(node, Node) or node.graph is not None and not node._removed:
+            self._check_new([node])  # raises the right error
         self._adopt(node)
         self._link_after(self._root._prev, node)
         return node
 
     def extend(self, nodes: Iterable[Node]) -> None:
+        """Append ``nodes`` in order (all or nothing)."""
+        nodes = list(nodes)
+        self._check_new(nodes)
         for n in nodes:
-            self.append(n)
+            self._adopt(n)
+            self._link_after(self._root._prev, n)
 
     def insert_before(self, anchor: Node, nodes: Node | Sequence[Node]) -> None:
-        """Insert ``nodes`` (in order) right before ``anchor``."""
+        """Insert ``nodes`` (in order) right before ``anchor`` (all or nothing)."""
         nodes = [nodes] if isinstance(nodes, Node) else list(nodes)
         self._check_anchor(anchor)
+        self._check_new(nodes)
         for n in nodes:
             self._adopt(n)
             self._link_after(anchor._prev, n)
 
     def insert_after(self, anchor: Node, nodes: Node | Sequence[Node]) -> None:
-        """Insert ``nodes`` (in order) right after ``anchor``."""
+        """Insert ``nodes`` (in order) right after ``anchor`` (all or nothing)."""
         nodes = [nodes] if isinstance(nodes, Node) else list(nodes)
         self._check_anchor(anchor)
+        self._check_new(nodes)
         prev = anchor
         for n in nodes:
             self._adopt(n)
@@ -482,8 +640,8 @@ class Graph:
             prev = n
 
     def _check_anchor(self, anchor: Node) -> None:
-        if anchor.graph is not self or anchor._removed:
-            raise ValueError(f"anchor {anchor.op_type} node {anchor.name!r} is not in this graph")
+        if not isinstance(anchor, Node) or anchor.graph is not self or anchor._removed:
+            raise ValueError(f"anchor {anchor!r} is not in this graph")
 
     def remove(self, nodes: Node | Iterable[Node], safe: bool = True) -> None:
         """Remove nodes from the graph, all or nothing.
@@ -492,7 +650,7 @@ class Graph:
         of a removed node is still read by a node that stays, or is a graph output. The removed
         nodes' inputs (and those of nodes in their subgraphs) are disconnected.
         """
-        nodes = [nodes] if isinstance(nodes, Node) else list(nodes)
+        nodes = [nodes] if isinstance(nodes, Node) else list(dict.fromkeys(nodes))
         doomed = set(nodes)
         for n in nodes:
             if n.graph is not self or n._removed:
@@ -520,10 +678,17 @@ class Graph:
 
     def move_before(self, anchor: Node, node: Node) -> None:
         """Move ``node`` (already in this graph) right before ``anchor``, keeping its edges."""
+        self._check_anchor(anchor)
+        if node is anchor:
+            return
         self._unlink(node)
         self._link_after(anchor._prev, node)
 
     def move_after(self, anchor: Node, node: Node) -> None:
+        """Move ``node`` (already in this graph) right after ``anchor``, keeping its edges."""
+        self._check_anchor(anchor)
+        if node is anchor:
+            return
         self._unlink(node)
         self._link_after(anchor, node)
 
@@ -545,7 +710,7 @@ class Graph:
         indegree = [0] * len(order)
         succ: list[list[int]] = [[] for _ in order]
         for i, n in enumerate(order):
-            deps = {pos[p] for p in self._dependencies(n) if p in pos and p is not n}
+            deps = {pos[p] for p in self._dependencies(n) if p in pos}  # n itself: a 1-cycle
             indegree[i] = len(deps)
             for d in deps:
                 succ[d].append(i)
@@ -625,16 +790,21 @@ def _top_node(node: Node, graph: Graph) -> Node:
     return node
 
 
+def _subgraph_outer_uses(g: Graph) -> Iterator[tuple[Node, int, Value]]:
+    """The uses that nodes of ``g`` (and of graphs nested in it) make of values defined outside."""
+    for inner in g.all_nodes():
+        for i, v in enumerate(inner._inputs):
+            if v is not None and not _inside(v.graph, g):
+                yield inner, i, v
+
+
 def _outer_uses(node: Node) -> Iterator[tuple[Node, int, Value]]:
     """``node``'s own uses and the uses its subgraphs make of values defined outside them."""
     for i, v in enumerate(node._inputs):
         if v is not None:
             yield node, i, v
     for g in node.subgraphs():
-        for inner in g.all_nodes():
-            for i, v in enumerate(inner._inputs):
-                if v is not None and not _inside(v.graph, g):
-                    yield inner, i, v
+        yield from _subgraph_outer_uses(g)
 
 
 def _disconnect(node: Node) -> None:
@@ -646,6 +816,13 @@ def _disconnect(node: Node) -> None:
 def _reconnect(node: Node) -> None:
     for user, i, v in _outer_uses(node):
         v._uses[(user, i)] = None
+
+
+def _detach_subgraph(g: Graph) -> None:
+    """``g`` leaves the node holding it: drop the uses it makes of outer values."""
+    for user, i, v in list(_subgraph_outer_uses(g)):
+        v._uses.pop((user, i), None)
+    g.parent_node = None
 
 
 def _inside(graph: Graph, outer: Graph) -> bool:

@@ -6,7 +6,7 @@ from irlib.graph import Graph
 
 __all__ = ["Model", "DEFAULT_IR_VERSION"]
 
-#: IR version written for models irc builds from scratch. ORT 1.31 refuses version 14, which
+#: IR version written for models irc builds from scratch. ORT 1.32 refuses version 14, which
 #: onnx 1.23 writes by default; models read from a file keep their own version.
 DEFAULT_IR_VERSION = 10
 

@@ -18,6 +18,7 @@ from irlib.attribute import Attribute, AttrType
 from irlib.graph import Graph, Node, Value
 from irlib.model import Model
 from irlib.tensor import Tensor
+from irlib.types import format_shape
 
 __all__ = ["format_model", "format_graph", "format_node"]
 
@@ -84,19 +85,35 @@ def _q(s) -> str:
 
 
 def _num(x: float) -> str:
-    return repr(float(np.float32(x))) if np.isfinite(x) else str(x)
+    """An ONNX float attribute (a float32 widened to a Python float) in its shortest form:
+    ``0.1``, not ``0.10000000149011612``."""
+    return str(np.float32(x))
+
+
+def _scalar(x) -> str:
+    """One element of a small constant, in the shortest form that reads back the same value in
+    the tensor's own element type (``0.1`` for an f32 or an f64 0.1)."""
+    if isinstance(x, (bytes, str)):
+        return _q(x)
+    if isinstance(x, (bool, np.bool_)):
+        return "true" if x else "false"
+    return str(x)  # numpy floats of any width print their shortest round-trip form
 
 
 def _small(t: Tensor) -> str:
+    """`` [1, 2]`` (or `` 3`` for a scalar) for a constant of up to 8 elements, else ``""``."""
     if t.size > _SMALL or t.dtype.itemsize_bits == 0 and t.dtype.name != "STRING":
         return ""
     try:
-        arr = t.numpy()
+        arr = np.asarray(t.numpy())
     except Exception:  # undecodable exotic dtype: show nothing rather than fail to print
         return ""
-    flat = arr.ravel().tolist()
-    body = ", ".join(_num(x) if isinstance(x, float) else repr(x) for x in flat)
+    body = ", ".join(_scalar(x) for x in arr.ravel())
     return f" {body}" if arr.ndim == 0 else f" [{body}]"
+
+
+def _tensor(t: Tensor) -> str:
+    return f"tensor {t.dtype.short}{format_shape(t.shape)}"
 
 
 def _attr(a: Attribute) -> str:
@@ -116,9 +133,9 @@ def _attr(a: Attribute) -> str:
     elif t is AttrType.STRINGS:
         s = "[" + ",".join(_q(x) for x in v) + "]"
     elif t is AttrType.TENSOR:
-        s = f"tensor {v.dtype.short}{list(v.shape)}".replace(" ", "", 0) + _small(v)
+        s = _tensor(v) + _small(v)
     elif t is AttrType.TENSORS:
-        s = "[" + ", ".join(f"tensor {x.dtype.short}{list(x.shape)}" for x in v) + "]"
+        s = "[" + ", ".join(_tensor(x) for x in v) + "]"
     elif t is AttrType.GRAPH:
         s = f"graph {v.name or '_'}"
     elif t is AttrType.GRAPHS:

@@ -3,7 +3,10 @@
 ``verify(model)`` raises :class:`VerificationError` listing every problem found; each message
 names the node (op type and name) and what is wrong. It checks:
 
-- SSA: a value is defined once (node output, graph input, initializer), names unique per graph;
+- SSA: a value is defined once (node output, graph input, initializer); names are unique in a
+  graph and do not shadow a name of an enclosing graph;
+- structure: the node list is well linked, nodes, inputs and initializers point back to their
+  graph, outputs to their producer, subgraphs to the node holding them;
 - use-def chains: every input's use is recorded on the value and every recorded use is real;
 - definition before use: every input is defined in the graph or an enclosing graph, by a node
   earlier in the order (so the graph is acyclic and sorted);
@@ -43,12 +46,48 @@ def check(model: Model | Graph) -> list[str]:
     else:
         graph, domains = model, None
     problems: list[str] = []
-    _Checker(problems, domains).graph(graph, visible={})
+    _Checker(problems, domains).graph(graph, outer=None)
     return problems
 
 
 def _where(node: Node) -> str:
-    return f"{node.qualified_op} node {node.name!r}" if node.name else f"{node.qualified_op} node"
+    """``Relu node 'r1'``; an unnamed node is told by its first output: ``Relu node -> %y``."""
+    if node.name:
+        return f"{node.qualified_op} node {node.name!r}"
+    outs = node.outputs
+    return f"{node.qualified_op} node -> %{outs[0].name}" if outs else f"{node.qualified_op} node"
+
+
+def _what(what) -> str:
+    return f"output of {_where(what)}" if isinstance(what, Node) else what
+
+
+class _Scope:
+    """The values a graph defines so far (by identity) and their names, chained to the scope of
+    the enclosing graph as it stood when the node holding the subgraph was reached."""
+
+    __slots__ = ("ids", "names", "outer")
+
+    def __init__(self, outer: _Scope | None):
+        self.ids: set[int] = set()
+        self.names: dict[str, str | Node] = {}
+        self.outer = outer
+
+    def has(self, v: Value) -> bool:
+        s = self
+        while s is not None:
+            if id(v) in s.ids:
+                return True
+            s = s.outer
+        return False
+
+    def outer_name(self, name: str) -> str | Node | None:
+        s = self.outer
+        while s is not None:
+            if name in s.names:
+                return s.names[name]
+            s = s.outer
+        return None
 
 
 class _Checker:
@@ -59,32 +98,47 @@ class _Checker:
     def add(self, msg: str) -> None:
         self.problems.append(msg)
 
-    def graph(self, g: Graph, visible: dict[int, Value]) -> None:
-        """``visible``: values of enclosing graphs defined before the node holding ``g``."""
+    def graph(self, g: Graph, outer: _Scope | None) -> None:
+        """Check ``g``; ``outer`` holds the values visible from enclosing graphs."""
         gname = f"graph {g.name!r}"
-        defined: dict[int, Value] = dict(visible)
-        names: dict[str, str] = {}
+        scope = _Scope(outer)
+        defined, names = scope.ids, scope.names
 
-        def define(v: Value, what: str) -> None:
-            if v.name is None:
-                self.add(f"{gname}: {what} has no name")
+        def define(v: Value, what: str | Node) -> None:
+            """Record a definition; ``what`` is a description, or the node producing ``v``."""
+            name = v._name
+            if name is None:
+                self.add(f"{gname}: {_what(what)} has no name")
                 return
-            if v.name == "":
+            if name == "":
                 return
-            if v.name in names:
-                self.add(f"{gname}: value name {v.name!r} is used twice ({names[v.name]} and {what})")
+            if name in names:
+                self.add(f"{gname}: value name {name!r} is used twice"
+                         f" ({_what(names[name])} and {_what(what)})")
             else:
-                names[v.name] = what
-            defined[id(v)] = v
+                names[name] = what
+                if outer is not None:
+                    shadowed = scope.outer_name(name)
+                    if shadowed is not None:
+                        self.add(f"{gname}: value name {name!r} ({_what(what)}) shadows the"
+                                 f" {_what(shadowed)} of an enclosing graph")
+            defined.add(id(v))
 
         for v in g.inputs:
+            if not isinstance(v, Value):
+                self.add(f"{gname}: an input is {type(v).__name__}, not a Value")
+                continue
             if v.producer() is not None:
                 self.add(f"{gname}: input {v.name!r} is also produced by {_where(v.producer())}")
+            elif v._graph is not g:
+                self.add(f"{gname}: input {v.name!r} does not point back to its graph")
             define(v, "graph input")
         input_ids = {id(v) for v in g.inputs}
         for v in g.initializers:
             if v.producer() is not None:
                 self.add(f"{gname}: initializer {v.name!r} is also produced by {_where(v.producer())}")
+            elif v._graph is not g:
+                self.add(f"{gname}: initializer {v.name!r} does not point back to its graph")
             if id(v) not in input_ids:
                 define(v, "initializer")
             self.constant(v, gname)
@@ -92,52 +146,82 @@ class _Checker:
             define(v, "sparse initializer")
 
         count = 0
-        for node in g:
+        seen: set[int] = set()
+        prev = g._root
+        node = g._root._next
+        while node is not g._root:
+            if node._prev is not prev:
+                self.add(f"{gname}: {_where(node)}: the node list is broken (its back link is wrong)")
+            if id(node) in seen:
+                self.add(f"{gname}: {_where(node)} appears twice in the node list")
+                break
+            seen.add(id(node))
+            prev, node = node, node._next
+            if prev._removed:
+                self.add(f"{gname}: {_where(prev)} was removed but is still in the node list")
+                continue
             count += 1
-            where = f"{gname}: {_where(node)}"
-            if node.graph is not g:
-                self.add(f"{where} does not point back to its graph")
-            if self.domains is not None and node.domain not in self.domains:
-                self.add(f"{where} uses domain {node.domain or 'ai.onnx'!r}, which the model does not import")
-            for i, v in enumerate(node.inputs):
-                if v is None:
-                    continue
-                if (node, i) not in v._uses:
-                    self.add(f"{where}: input {i} ({v.name!r}) does not record this use")
-                if id(v) not in defined:
-                    if v.name == "":
-                        self.add(f"{where}: input {i} reads an optional output that is not produced")
-                    elif v.producer() is not None and v.producer().graph is g:
-                        self.add(f"{where}: input {i} ({v.name!r}) is used before it is defined"
-                                 f" by {_where(v.producer())} (cycle or wrong order)")
-                    else:
-                        self.add(f"{where}: input {i} ({v.name!r}) is not defined in this graph"
-                                 " or an enclosing one")
-            for name, a in node.attributes.items():
-                self.attribute(a, name, where, node)
-                for sub in a.subgraphs():
-                    self.graph(sub, defined)
-            for i, v in enumerate(node.outputs):
-                if v.producer() is not node or v.index != i:
-                    self.add(f"{where}: output {i} ({v.name!r}) does not point back to its producer")
-                if v.name == "" and v.has_uses():
-                    self.add(f"{where}: output {i} has no name but is read")
-                define(v, f"output of {_where(node)}")
-                self.uses(v, gname)
+            self.node(prev, g, gname, scope, define)
         if count != len(g):
             self.add(f"{gname}: node count {len(g)} does not match the {count} nodes in the list")
         for v in list(g.inputs) + g.initializers:
-            self.uses(v, gname)
+            if isinstance(v, Value):
+                self.uses(v, gname)
         for i, v in enumerate(g.outputs):
             if not isinstance(v, Value):
                 self.add(f"{gname}: output {i} is {type(v).__name__}, not a Value")
-            elif id(v) not in defined:
+            elif not scope.has(v):
                 self.add(f"{gname}: output {i} ({v.name!r}) is not defined")
+
+    def node(self, node: Node, g: Graph, gname: str, scope: _Scope, define) -> None:
+        where = None  # the message prefix, built only when there is something to say
+        if node.graph is not g:
+            self.add(f"{gname}: {_where(node)} does not point back to its graph")
+        if self.domains is not None and node.domain not in self.domains:
+            self.add(f"{gname}: {_where(node)} uses domain {node.domain or 'ai.onnx'!r},"
+                     " which the model does not import")
+        defined = scope.ids
+        for i, v in enumerate(node._inputs):
+            if v is None:
+                continue
+            if not isinstance(v, Value):
+                self.add(f"{gname}: {_where(node)}: input {i} is {type(v).__name__}, not a Value")
+                continue
+            if (node, i) not in v._uses:
+                self.add(f"{gname}: {_where(node)}: input {i} ({v.name!r}) does not record this use")
+            if id(v) not in defined and not scope.has(v):
+                where = f"{gname}: {_where(node)}"
+                if v.name == "":
+                    self.add(f"{where}: input {i} reads an optional output that is not produced")
+                elif v.producer() is not None and v.producer().graph is g:
+                    self.add(f"{where}: input {i} ({v.name!r}) is used before it is defined"
+                             f" by {_where(v.producer())} (cycle or wrong order)")
+                else:
+                    self.add(f"{where}: input {i} ({v.name!r}) is not defined in this graph"
+                             " or an enclosing one")
+        if node.attributes:
+            where = f"{gname}: {_where(node)}"
+            for name, a in node.attributes.items():
+                self.attribute(a, name, where, node)
+                if isinstance(a, Attribute):
+                    for sub in a.subgraphs():
+                        if isinstance(sub, Graph):
+                            self.graph(sub, scope)
+        for i, v in enumerate(node._outputs):
+            if v._producer is not node or v._index != i:
+                self.add(f"{gname}: {_where(node)}: output {i} ({v.name!r}) does not point back"
+                         " to its producer")
+            if v._name == "" and v._uses:
+                self.add(f"{gname}: {_where(node)}: output {i} has no name but is read")
+            define(v, node)
+            if v._uses:
+                self.uses(v, gname)
 
     def uses(self, v: Value, gname: str) -> None:
         for node, i in v._uses:
             if node._removed or node.graph is None:
-                self.add(f"{gname}: value {v.name!r} records a use by removed {_where(node)}")
+                self.add(f"{gname}: value {v.name!r} records a use by {_where(node)},"
+                         " which is not in a graph (removed or never inserted)")
             elif i >= len(node.inputs) or node.inputs[i] is not v:
                 self.add(f"{gname}: value {v.name!r} records a use as input {i} of {_where(node)},"
                          " which reads something else")
