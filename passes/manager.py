@@ -45,7 +45,11 @@ class PassManager:
         config: dict | None = None,
         reproducer_dir: str | None = None,
         input_path: str | None = None,
+        max_pass_runs: int | None = None,
     ):
+        """``max_pass_runs``: run only the first N pass executions and skip the rest (counting
+        each round of a fixpoint group separately), like LLVM's ``-opt-bisect-limit``; used by
+        ``irc check --bisect`` to find the first pass after which outputs diverge."""
         self.items: list[PipelineItem] = (
             parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline))
         self.verify_each = verify_each
@@ -53,6 +57,7 @@ class PassManager:
         self.config = dict(config or {})
         self.reproducer_dir = reproducer_dir
         self.input_path = input_path
+        self.max_pass_runs = max_pass_runs
 
     @property
     def pipeline_text(self) -> str:
@@ -84,6 +89,8 @@ class PassManager:
     def _run_fixpoint(self, group: FixedPoint, model, ctx, report) -> bool:
         changed_any = False
         for i in range(group.max_iterations):
+            if self._budget_spent():
+                return changed_any
             changed_now = []
             for item in group.items:
                 if self._run_item(item, model, ctx, report, i + 1):
@@ -96,7 +103,12 @@ class PassManager:
             f"fixpoint({names}) did not converge in {group.max_iterations} iterations;"
             f" still changing: {', '.join(changed_now)}")
 
+    def _budget_spent(self) -> bool:
+        return self.max_pass_runs is not None and len(self._ran) >= self.max_pass_runs
+
     def _run_pass(self, p: Pass, model, ctx, report, iteration) -> bool:
+        if self._budget_spent():
+            return False
         nodes_before = _count_nodes(model)
         for inst in self.instruments:
             inst.before_pass(p, model)
@@ -124,7 +136,11 @@ class PassManager:
         log.info("%s: %.3fs, nodes %d -> %d%s", p.name, seconds, record.nodes_before,
                  record.nodes_after, " (changed)" if result.changed else "")
         for inst in self.instruments:
-            inst.after_pass(p, model, record)
+            try:
+                inst.after_pass(p, model, record)
+            except Exception as e:  # an instrument's verdict on this pass (e.g. numerics)
+                self._ran.pop()
+                self._fail(f"after pass {p.name!r}: {e}", p, e)
         return result.changed
 
     def _fail(self, message: str, p: Pass, cause: BaseException | None):
