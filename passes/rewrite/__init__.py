@@ -6,6 +6,7 @@
 - :mod:`passes.rewrite.rewriter`: ``PatternRewriter``, the one way patterns mutate the graph
 - :mod:`passes.rewrite.driver`: ``RewriteDriver`` / ``apply_patterns``
 - :mod:`passes.rewrite.pattern_pass`: ``PatternPass``, a pass made of a rule set
+- :mod:`passes.rewrite.schema`: ``op_accepts``, whether the model's opset can run an op a rule emits
 """
 
 from passes.rewrite.driver import DriverStats, RewriteDriver, apply_patterns
@@ -13,9 +14,11 @@ from passes.rewrite.pattern import COMMUTATIVE_OPS, Const, Match, Var, attr_or_d
 from passes.rewrite.pattern_pass import PatternPass
 from passes.rewrite.rewriter import PatternRewriter, describe_node
 from passes.rewrite.rule import RewriteBuilder, RewritePattern, RewriteRule, RuleSet
+from passes.rewrite.schema import op_accepts, op_schema, op_since_version
 
 __all__ = [
     "COMMUTATIVE_OPS", "Const", "DriverStats", "Match", "PatternPass", "PatternRewriter",
     "RewriteBuilder", "RewriteDriver", "RewritePattern", "RewriteRule", "RuleSet", "Var",
-    "apply_patterns", "attr_or_default", "describe_node", "match_pattern",
+    "apply_patterns", "attr_or_default", "describe_node", "match_pattern", "op_accepts",
+    "op_schema", "op_since_version",
 ]

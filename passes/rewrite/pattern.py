@@ -106,6 +106,8 @@ class Match:
     root: Node
     bindings: dict[str, Any]
     nodes: list[Node]
+    #: The model's ai.onnx opset (None when matching a bare graph): for checks that depend on it.
+    opset: int | None = None
 
     def const(self, value: Value) -> np.ndarray | None:
         return get_const(value)
@@ -143,7 +145,7 @@ def match_pattern(root_pattern: PatternValue | tuple, node: Node, opset: int | N
     if not isinstance(pv, PatternValue):
         raise TypeError("a pattern must return the output of an op, e.g. op.Relu(x)")
     for bindings, nodes in _match_node(pv.node, node, {}, [], opset):
-        return Match(node, bindings, nodes)
+        return Match(node, bindings, nodes, opset)
     return None
 
 
