@@ -18,6 +18,7 @@ and values are converted to the field's type (int, float, bool, str, or a tuple 
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Union
 
@@ -70,7 +71,7 @@ def _convert(text, tp, what: str):
     if not isinstance(text, str):
         return text
     origin = typing.get_origin(tp)
-    if origin is Union:
+    if origin is Union or origin is types.UnionType:  # Optional[int] and int | None alike
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if text in ("none", "None") and len(args) < len(typing.get_args(tp)):
             return None

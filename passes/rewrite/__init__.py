@@ -10,7 +10,9 @@
 """
 
 from passes.rewrite.driver import DriverStats, RewriteDriver, apply_patterns
-from passes.rewrite.pattern import COMMUTATIVE_OPS, Const, Match, Var, attr_or_default, match_pattern
+from passes.rewrite.pattern import (
+    COMMUTATIVE_OPS, Const, Match, Var, attr_or_default, iter_matches, match_pattern,
+)
 from passes.rewrite.pattern_pass import PatternPass
 from passes.rewrite.rewriter import PatternRewriter, describe_node
 from passes.rewrite.rule import RewriteBuilder, RewritePattern, RewriteRule, RuleSet
@@ -19,6 +21,6 @@ from passes.rewrite.schema import op_accepts, op_schema, op_since_version
 __all__ = [
     "COMMUTATIVE_OPS", "Const", "DriverStats", "Match", "PatternPass", "PatternRewriter",
     "RewriteBuilder", "RewriteDriver", "RewritePattern", "RewriteRule", "RuleSet", "Var",
-    "apply_patterns", "attr_or_default", "describe_node", "match_pattern", "op_accepts",
+    "apply_patterns", "attr_or_default", "describe_node", "iter_matches", "match_pattern", "op_accepts",
     "op_schema", "op_since_version",
 ]

@@ -29,7 +29,7 @@ from irlib import Node, Value
 from passes.constants import get_const
 
 __all__ = ["Var", "Const", "PatternNode", "PatternValue", "PatternBuilder", "Match", "match_pattern",
-           "COMMUTATIVE_OPS", "attr_or_default"]
+           "COMMUTATIVE_OPS", "attr_or_default", "iter_matches"]
 
 COMMUTATIVE_OPS = frozenset({
     "Add", "Mul", "Max", "Min", "Sum", "Mean", "And", "Or", "Xor", "Equal",
@@ -101,7 +101,7 @@ class PatternBuilder:
 
 @dataclasses.dataclass
 class Match:
-    """A successful match: bound values and nodes, and the matched nodes (root last)."""
+    """A successful match: bound values and nodes, and the matched nodes (root first)."""
 
     root: Node
     bindings: dict[str, Any]
@@ -141,20 +141,34 @@ def _schema_default(op_type: str, domain: str, name: str, opset: int | None):
 
 def match_pattern(root_pattern: PatternValue | tuple, node: Node, opset: int | None = None) -> Match | None:
     """Match the pattern whose root produces ``root_pattern`` at ``node``; ``None`` if no match."""
+    return next(iter_matches(root_pattern, node, opset), None)
+
+
+def iter_matches(root_pattern: PatternValue | tuple, node: Node,
+                 opset: int | None = None) -> Iterator[Match]:
+    """Every way the pattern matches at ``node`` (commutative ops give several), first the one
+    :func:`match_pattern` returns. A caller that refuses one match can try the next."""
     pv = root_pattern[0] if isinstance(root_pattern, tuple) else root_pattern
     if not isinstance(pv, PatternValue):
         raise TypeError("a pattern must return the output of an op, e.g. op.Relu(x)")
-    for bindings, nodes in _match_node(pv.node, node, {}, [], opset):
-        return Match(node, bindings, nodes, opset)
-    return None
+    for bindings, pairs in _match_node(pv.node, node, {}, (), opset):
+        yield Match(node, bindings, [n for _, n in pairs], opset)
 
 
-def _match_node(pn: PatternNode, node: Node, bindings: dict, nodes: list, opset) -> Iterator:
+# While matching, ``pairs`` holds the (pattern node, IR node) pairs bound so far, in match order
+# (root first). A pattern node used twice (``r = op.Relu(x); op.Mul(r, r)``) must bind the same IR
+# node both times; two different pattern nodes must never bind the same IR node.
+def _match_node(pn: PatternNode, node: Node, bindings: dict, pairs: tuple, opset) -> Iterator:
+    for p, n in pairs:
+        if p is pn:
+            if n is node:
+                yield bindings, pairs
+            return
+    if any(n is node for _, n in pairs):
+        return
     if node.op_type != pn.op_type or (node.domain or "") not in _domains(pn.domain):
         return
     if len(node.outputs) < pn.num_outputs:
-        return
-    if any(n is node for n in nodes):
         return
     n_in = len(pn.inputs)
     if len(node.inputs) < n_in or (len(node.inputs) > n_in and not pn.allow_other_inputs
@@ -172,12 +186,12 @@ def _match_node(pn: PatternNode, node: Node, bindings: dict, nodes: list, opset)
         if pn.name in bindings and bindings[pn.name] is not node:
             return
         bindings[pn.name] = node
-    nodes = nodes + [node]
+    pairs = pairs + ((pn, node),)
     orders = [list(range(n_in))]
     if pn.op_type in COMMUTATIVE_OPS and n_in == 2:
         orders.append([1, 0])
     for order in orders:
-        yield from _match_inputs(pn, node, order, 0, bindings, nodes, opset)
+        yield from _match_inputs(pn, node, order, 0, bindings, pairs, opset)
 
 
 def _match_inputs(pn, node, order, k, bindings, nodes, opset) -> Iterator:

@@ -32,7 +32,7 @@ from typing import Callable, ClassVar, Sequence
 import numpy as np
 
 from irlib import Node, Value
-from passes.rewrite.pattern import Match, PatternBuilder, Var, match_pattern
+from passes.rewrite.pattern import Match, PatternBuilder, Var, iter_matches, match_pattern
 from passes.rewrite.rewriter import PatternRewriter
 
 __all__ = ["RewritePattern", "RewriteRule", "RuleSet", "RewriteBuilder"]
@@ -105,9 +105,18 @@ class RewriteRule(RewritePattern):
 
     def match_and_rewrite(self, node: Node, rewriter: PatternRewriter) -> bool | str:
         opset = rewriter.model.opset() if rewriter.model is not None else None
-        m = self.match(node, opset)
-        if m is None:
-            return False
+        # A commutative op can match in several ways; one refused (an intermediate used
+        # elsewhere, or check() said no) must not hide another that is acceptable.
+        first_reason = None
+        for m in iter_matches(self._root, node, opset):
+            reason = self._refusal(m)
+            if reason is None:
+                return self._apply(m, node, rewriter)
+            first_reason = first_reason or reason
+        return first_reason or False
+
+    def _refusal(self, m: Match) -> str | None:
+        """Why ``m`` cannot be rewritten (``None``: it can)."""
         for inner in m.nodes[1:]:
             for v in inner.outputs:
                 if v.is_graph_output():
@@ -117,6 +126,9 @@ class RewriteRule(RewritePattern):
         verdict = self.check(m, **self._check_params(m.bindings))
         if verdict is False or isinstance(verdict, str):
             return verdict or "check refused"
+        return None
+
+    def _apply(self, m: Match, node: Node, rewriter: PatternRewriter) -> bool | str:
         rewriter.matched_nodes = m.nodes
         result = self.rewrite(RewriteBuilder(rewriter), **self._rewrite_params(m.bindings))
         if result is None:
