@@ -28,18 +28,21 @@ import irlib
 from irc import __version__
 from irc.compile import DEFAULT_LEVEL, LEVELS, compile_model
 from irc.summary import ModelSummary, summarize
+from passes import ConvergenceError, PassError, PassFailure
 
 __all__ = ["main"]
 
 #: Exit status for a failure caused by the input (bad model, missing file ...).
 EXIT_ERROR = 1
+#: Exit status for bad usage (as click's own usage errors).
+EXIT_USAGE = 2
 #: Exit status for a bug in irc itself (EX_SOFTWARE).
 EXIT_INTERNAL = 70
 
 #: Exceptions that mean "the input is bad", reported as one line without a traceback.
 _USER_ERRORS = (
     irlib.IRError, OSError, DecodeError, onnx.checker.ValidationError,
-    onnx.shape_inference.InferenceError,
+    onnx.shape_inference.InferenceError, PassFailure, ConvergenceError,
 )
 
 
@@ -73,6 +76,10 @@ class _IrcGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except PassError as e:  # a bad pipeline, pass name or option: a usage error
+            if ctx.meta.get("irc.debug"):
+                raise
+            raise IrcFailure(one_line(e), EXIT_USAGE, "usage error") from None
         except _USER_ERRORS as e:
             if ctx.meta.get("irc.debug"):
                 raise
@@ -173,14 +180,95 @@ def _human_bytes(n: int) -> str:
               help="Where to write the compiled model (written atomically).")
 @click.option("-O", "--opt-level", "level", type=click.Choice([str(lv) for lv in LEVELS]),
               default=str(DEFAULT_LEVEL), show_default=True,
-              help="Optimization level (-O0: verify and re-emit, no passes).")
-def compile_command(model: str, output: str, level: str) -> None:
-    """Compile MODEL and write the result to OUTPUT."""
+              help="Optimization level: 0 none, 1 cleanup, 2 + portable fusions, 3 + target fusions.")
+@click.option("--passes", "pipeline", metavar="PIPELINE",
+              help="Run this pipeline instead of the level's, e.g. 'infer-shapes,fixpoint(dce,cse)'.")
+@click.option("--disable", multiple=True, metavar="PASS", help="Drop PASS from the pipeline (repeatable).")
+@click.option("--print-after", multiple=True, metavar="PASS|all|changed",
+              help="Print the IR after PASS, after every pass, or after passes that changed it.")
+@click.option("--verify-each/--no-verify", default=True, show_default=True,
+              help="Run the IR verifier after every pass.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write the compile report as JSON to this file.")
+@click.option("--dump-dir", type=click.Path(file_okay=False),
+              help="Write the IR text after every pass into numbered files in this folder.")
+@click.option("--reproducer-dir", type=click.Path(file_okay=False),
+              help="Where to write a reproducer if a pass fails (default: a new temporary folder).")
+@click.option("--target", metavar="BACKEND", help="The backend -O3 fuses for (e.g. ort).")
+@click.option("-q", "--quiet", is_flag=True, help="Print no report table.")
+def compile_command(model: str, output: str, level: str, pipeline: str | None,
+                    disable: tuple[str, ...], print_after: tuple[str, ...], verify_each: bool,
+                    report_path: str | None, dump_dir: str | None, reproducer_dir: str | None,
+                    target: str | None, quiet: bool) -> None:
+    """Compile MODEL with a pass pipeline and write the result to OUTPUT."""
+    from passes import DumpDir, PrintAfter
+
     m = _load(model)
-    result = compile_model(m, int(level))
+    instruments = []
+    if print_after:
+        instruments.append(PrintAfter(print_after, lambda text: click.echo(text, nl=False)))
+    if dump_dir:
+        instruments.append(DumpDir(dump_dir))
+    if reproducer_dir is None:
+        import os
+        import tempfile
+
+        reproducer_dir = os.path.join(tempfile.gettempdir(), f"irc-reproducer-{os.getpid()}")
+    result = compile_model(
+        m, int(level), passes=pipeline, disable=disable, verify=False, verify_each=verify_each,
+        instruments=instruments, target=target, reproducer_dir=reproducer_dir,
+        input_path=model,
+    )
+    report = result.report.to_json()
     irlib.save(result.model, output)
-    click.echo(f"irc: wrote {output} (-O{result.level}: {result.nodes_before} -> "
+    if report_path:
+        irlib.atomic_write(report_path, (json.dumps(report, indent=2) + "\n").encode())
+    if not quiet and result.report.passes:
+        _show_report(result.report)
+    label = f"-O{result.level}" if result.level is not None else "--passes"
+    click.echo(f"irc: wrote {output} ({label}: {result.nodes_before} -> "
                f"{result.nodes_after} nodes)")
+
+
+def _show_report(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col, just in (("pass", "left"), ("round", "right"), ("seconds", "right"),
+                      ("nodes", "right"), ("changed", "left")):
+        table.add_column(col, justify=just)
+    for r in report.passes:
+        table.add_row(r.name, "" if r.iteration is None else str(r.iteration),
+                      f"{r.seconds:.4f}", f"{r.nodes_before} -> {r.nodes_after}",
+                      "yes" if r.changed else "")
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(table)
+    console.print(f"total {report.total_seconds:.3f} s, nodes {report.input['nodes']} -> "
+                  f"{report.output['nodes']}")
+
+
+# -- passes ---------------------------------------------------------------------------------
+@main.command(name="passes")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
+def passes_command(as_json: bool) -> None:
+    """List the registered passes: name, kind, level, description."""
+    from irc.catalogue import pass_catalogue
+
+    rows = pass_catalogue()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("name", "kind", "level", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["kind"], "-" if r["level"] is None else f"-O{r['level']}",
+                      r["description"])
+    Console(highlight=False, soft_wrap=True).print(table)
 
 
 if __name__ == "__main__":  # python -m irc.cli

@@ -26,7 +26,8 @@ from passes.base import Pass
 from passes.errors import PassError, PipelineSyntaxError
 from passes.registry import get_pass
 
-__all__ = ["FixedPoint", "PipelineItem", "parse_pipeline", "format_pipeline", "make_pass"]
+__all__ = ["FixedPoint", "PipelineItem", "parse_pipeline", "format_pipeline", "make_pass",
+           "without_passes"]
 
 
 @dataclasses.dataclass
@@ -221,3 +222,17 @@ def format_pipeline(items: list[PipelineItem]) -> str:
             opts = ",".join(f"{k.replace('_', '-')}={_format_value(v)}" for k, v in vals.items())
             parts.append(it.name + (f"{{{opts}}}" if opts else ""))
     return ",".join(parts)
+
+
+def without_passes(items: list[PipelineItem], names) -> list[PipelineItem]:
+    """``items`` minus every pass named in ``names`` (emptied fixpoint groups disappear)."""
+    names = set(names)
+    out: list[PipelineItem] = []
+    for it in items:
+        if isinstance(it, FixedPoint):
+            inner = without_passes(it.items, names)
+            if inner:
+                out.append(FixedPoint(inner, it.max_iterations))
+        elif it.name not in names:
+            out.append(it)
+    return out

@@ -252,9 +252,10 @@ def test_internal_error_is_one_line_with_distinct_status(tmp_path, monkeypatch):
 
 def test_verbose_logs_to_stderr(tmp_path):
     out = tmp_path / "o.onnx"
-    result = runner().invoke(main, ["-v", "compile", str(EXAMPLE), "-o", str(out)])
+    result = runner().invoke(main, ["-v", "compile", str(EXAMPLE), "-O1", "-o", str(out)])
     assert result.exit_code == 0
-    assert "irc: irc.compile: -O0: 24 nodes -> 24 nodes" in result.stderr
+    assert "irc: passes.manager: eliminate-identity:" in result.stderr  # one line per pass
+    assert "nodes -> 20 nodes" in result.stderr  # and the pipeline's total
 
 
 # -- the real executable ------------------------------------------------------------------
