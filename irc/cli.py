@@ -203,7 +203,7 @@ def compile_command(model: str, output: str, level: str, pipeline: str | None,
     """Compile MODEL with a pass pipeline and write the result to OUTPUT."""
     from passes import DumpDir, PrintAfter
 
-    m = _load(model)
+    m = irlib.load(model)  # compile_model verifies it before any pass runs
     instruments = []
     if print_after:
         instruments.append(PrintAfter(print_after, lambda text: click.echo(text, nl=False)))
@@ -215,7 +215,7 @@ def compile_command(model: str, output: str, level: str, pipeline: str | None,
 
         reproducer_dir = os.path.join(tempfile.gettempdir(), f"irc-reproducer-{os.getpid()}")
     result = compile_model(
-        m, int(level), passes=pipeline, disable=disable, verify=False, verify_each=verify_each,
+        m, int(level), passes=pipeline, disable=disable, verify=True, verify_each=verify_each,
         instruments=instruments, target=target, reproducer_dir=reproducer_dir,
         input_path=model,
     )

@@ -106,6 +106,11 @@ def compile_model(
         input_path=input_path, max_pass_runs=max_pass_runs,
     )
     report = manager.run(model)
+    if not verify_each and verify:
+        problems = irlib.check(model)
+        if problems:
+            raise CompileError(f"the IR is invalid after the pipeline (rerun with --verify-each"
+                               f" to find the pass): {problems[0]}")
     log.info("%s: %d nodes -> %d nodes in %.3f s", manager.pipeline_text or "(no passes)",
              report.input["nodes"], report.output["nodes"], report.total_seconds)
     return CompileResult(model, None if passes is not None else level, report)
