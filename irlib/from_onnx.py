@@ -51,7 +51,9 @@ def from_onnx(proto: onnx.ModelProto, base_dir: str = "") -> Model:
         opsets[op.domain] = op.version
     if not proto.HasField("graph"):
         raise IRLoadError("the model has no graph")
-    graph = _GraphImporter(base_dir).import_graph(proto.graph, outer=None)
+    importer = _GraphImporter(base_dir)
+    graph = importer.import_graph(proto.graph, outer=None)
+    importer.note_renamed_values()
     model = Model(
         graph,
         ir_version=proto.ir_version,
@@ -82,6 +84,15 @@ class _GraphImporter:
     def __init__(self, base_dir: str):
         self.base_dir = base_dir
         self._types: dict[bytes, Type | None] = {}
+        self._named: list[tuple[Value, str]] = []  # every value made, with its ONNX name
+
+    def note_renamed_values(self) -> None:
+        """Values keep names unique in the whole model, so a subgraph value whose name a sibling
+        subgraph already holds (legal in ONNX) was renamed when it joined. Remember the ONNX
+        name: ``to_onnx`` gives it back where nothing in scope clashes with it."""
+        for v, name in self._named:
+            if v.name != name:
+                v.meta["onnx_name"] = (v.name, name)
 
     def type(self, tp: onnx.TypeProto) -> Type | None:
         """``type_from_proto``, memoized: exported models repeat a handful of types thousands of
@@ -111,6 +122,7 @@ class _GraphImporter:
             v.metadata_props = {p.key: p.value for p in vi.metadata_props}
             define(v, "graph input")
             graph.add_input(v)
+            self._named.append((v, vi.name))
         for tp in gp.initializer:
             tensor = Tensor.from_proto(tp, self.base_dir)
             existing = scope.get(tp.name)
@@ -121,6 +133,7 @@ class _GraphImporter:
             v = Value(tp.name, const_value=tensor)
             define(v, "initializer")
             graph.add_initializer(v)
+            self._named.append((v, tp.name))
 
         for sp in gp.sparse_initializer:
             # Carried verbatim in graph.extra; a value stands for it so nodes can read it.
@@ -143,6 +156,7 @@ class _GraphImporter:
             for v in node.outputs:
                 if v.name:
                     define(v, f"output of {np_.op_type} node {np_.name!r}")
+                    self._named.append((v, v.name))
             nodes.append(node)
 
         # Pass 2: inputs, attributes (subgraphs see this graph's whole scope).
@@ -162,32 +176,35 @@ class _GraphImporter:
                 node.set_attr(self.import_attribute(ap, scopes, node))
             graph.append(node)
 
-        for vi in gp.value_info:
+        # value_info: node outputs take what it says (type, doc, metadata) and remember the entry's
+        # position, so that export writes the entries back in the order they came.
+        for pos, vi in enumerate(gp.value_info):
             v = scope.get(vi.name)
-            if v is None or v.producer() is None:
-                # Describes an input, an initializer or nothing: carry it through verbatim.
-                graph.meta.setdefault("orphan_value_info", []).append(_copy(vi))
+            if v is None or v.producer() is None or "value_info" in v.meta:
+                # Describes an input, an initializer, nothing, or a value already described:
+                # carry it through verbatim.
+                graph.meta.setdefault("orphan_value_info", []).append((pos, _copy(vi)))
                 continue
             if vi.HasField("type"):
                 v.type = self.type(vi.type)
             v.doc_string = vi.doc_string or v.doc_string
             v.metadata_props.update({p.key: p.value for p in vi.metadata_props})
-            v.meta["value_info"] = True
+            v.meta["value_info"] = pos
 
         for vi in gp.output:
             v = _lookup(scopes, vi.name)
             if v is None:
                 raise IRLoadError(f"graph {gp.name!r}: output {vi.name!r} is not defined")
-            if vi.HasField("type"):
-                t = self.type(vi.type)
-                if v.type is not None and v.type != t:
-                    v.meta["output_type"] = t  # declared differently as an output: keep both
-                else:
-                    v.type = t
-            if vi.doc_string:
-                v.meta["output_doc_string"] = vi.doc_string
-            if len(vi.metadata_props):
-                v.meta["output_metadata_props"] = {p.key: p.value for p in vi.metadata_props}
+            t = self.type(vi.type) if vi.HasField("type") else None
+            md = {p.key: p.value for p in vi.metadata_props}
+            described = v.producer() is None or "value_info" in v.meta or v.type is not None
+            if not described:
+                # A node output described only here: the declaration is the value's own.
+                v.type, v.doc_string, v.metadata_props = t, vi.doc_string, md
+            elif (t, vi.doc_string, md) != (v.type, v.doc_string, v.metadata_props):
+                # Declared differently as an output than as an input, initializer or value_info
+                # entry (or twice as an output): keep both; export writes each where it was.
+                v.meta["output_decl"] = (t, vi.doc_string, md)
             graph.outputs.append(v)
 
         if len(gp.sparse_initializer) or len(gp.quantization_annotation):

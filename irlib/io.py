@@ -8,13 +8,15 @@ only once complete, so a failure never leaves a half-written model behind.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 
 import onnx
 from google.protobuf.message import DecodeError
 
-from irlib.errors import IRLoadError
+from irlib.attribute import AttrType
+from irlib.errors import IRError, IRLoadError
 from irlib.from_onnx import from_onnx
 from irlib.model import Model
 from irlib.tensor import Tensor
@@ -24,9 +26,13 @@ __all__ = ["load", "save", "save_proto", "atomic_write"]
 
 #: Past this many bytes of tensor data the model cannot be one protobuf (2 GiB limit).
 _EXTERNAL_THRESHOLD_BYTES = 1_800_000_000
+#: A serialized protobuf message cannot exceed 2 GiB.
+_PROTOBUF_LIMIT_BYTES = 2**31 - 1
 #: Tensors smaller than this stay inline when writing external data.
 _EXTERNAL_MIN_TENSOR_BYTES = 1024
 _ALIGN = 64
+
+log = logging.getLogger(__name__)
 
 
 def load(model: str | os.PathLike | onnx.ModelProto | bytes) -> Model:
@@ -74,11 +80,24 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        _set_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _set_mode(tmp: str) -> None:
+    """Give a temporary file (created 0600 by ``mkstemp``) the mode a plain ``open`` would."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    os.chmod(tmp, 0o666 & ~_UMASK)
+
+
+_UMASK: int | None = None
 
 
 def save_proto(proto: onnx.ModelProto, path: str | os.PathLike) -> None:
@@ -87,12 +106,25 @@ def save_proto(proto: onnx.ModelProto, path: str | os.PathLike) -> None:
 
 
 def _tensor_bytes(model: Model) -> tuple[int, bool]:
+    """Bytes of tensor data (initializers and tensor attributes, subgraphs included) and whether
+    any of it was read from an external-data file."""
     total, external = 0, False
+
+    def count(t: Tensor) -> None:
+        nonlocal total, external
+        external |= t.external is not None
+        total += t.nbytes if t.dtype.itemsize_bits else 0
+
     for g in model.graph.all_graphs():
         for v in g.initializers:
-            t = v.const_value
-            external |= t.external is not None
-            total += t.nbytes if t.dtype.itemsize_bits else 0
+            count(v.const_value)
+        for n in g:
+            for a in n.attributes.values():
+                if a.type is AttrType.TENSOR and a.value is not None:
+                    count(a.value)
+                elif a.type is AttrType.TENSORS and a.value is not None:
+                    for t in a.value:
+                        count(t)
     return total, external
 
 
@@ -103,28 +135,41 @@ def save(model: Model, path: str | os.PathLike, external_data: bool | None = Non
     ``external_data``: ``True`` puts tensors of 1 KiB and more into one file beside the model
     (``data_name``, default ``<model file name>.data``), ``False`` keeps everything inline, and
     ``None`` (the default) chooses external data when the model was read with external data or its
-    weights pass ~1.8 GB (a protobuf cannot exceed 2 GiB).
+    weights pass ~1.8 GB (a protobuf cannot exceed 2 GiB). Inline weights past 2 GiB are an
+    :class:`IRError`. ``data_name`` is a plain file name in the model's folder. Both files are
+    written to temporary files and renamed into place, the data file first; a save that writes no
+    tensor externally writes no data file.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise IRLoadError(f"{path}: folder {folder} does not exist")
+    total, had_external = _tensor_bytes(model)
     if external_data is None:
-        total, had_external = _tensor_bytes(model)
         external_data = had_external or total > _EXTERNAL_THRESHOLD_BYTES
     if not external_data:
+        if total > _PROTOBUF_LIMIT_BYTES:
+            raise IRError(f"{path}: {total} bytes of tensor data do not fit in one protobuf"
+                          " (2 GiB limit); save with external_data=True or None")
         proto = to_onnx(model, tensor_writer=_inline_writer)
         atomic_write(path, proto.SerializeToString())
         return
 
     data_name = data_name or os.path.basename(path) + ".data"
+    if os.path.basename(data_name) != data_name or data_name in ("", ".", ".."):
+        raise ValueError(f"data_name {data_name!r} must be a plain file name (it lives beside {path})")
     fd, tmp_data = tempfile.mkstemp(dir=folder, prefix=".irc-", suffix=".data.tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             writer = _ExternalWriter(f, data_name)
             proto = to_onnx(model, tensor_writer=writer)
         data = proto.SerializeToString()
-        os.replace(tmp_data, os.path.join(folder, data_name))
+        if writer.offset:
+            _set_mode(tmp_data)
+            os.replace(tmp_data, os.path.join(folder, data_name))
+            log.debug("wrote %d bytes of tensor data to %s", writer.offset, data_name)
+        else:
+            os.unlink(tmp_data)  # every tensor stayed inline: no data file
         atomic_write(path, data)
     except BaseException:
         if os.path.exists(tmp_data):
@@ -151,9 +196,13 @@ class _ExternalWriter:
             self.offset += pad
         raw = tensor.raw_bytes()
         self.f.write(raw)
-        proto = onnx.TensorProto(name=name, data_type=int(tensor.dtype), dims=tensor.shape)
+        proto = onnx.TensorProto(data_type=int(tensor.dtype), dims=tensor.shape)
+        if name:
+            proto.name = name
         if tensor.doc_string:
             proto.doc_string = tensor.doc_string
+        for k, v in tensor.metadata_props.items():
+            proto.metadata_props.add(key=k, value=v)
         proto.data_location = onnx.TensorProto.EXTERNAL
         for k, v in (("location", self.location), ("offset", str(self.offset)),
                      ("length", str(len(raw)))):

@@ -50,9 +50,13 @@ class Tensor:
 
     def __init__(self, array, name: str = "", doc_string: str = "", dtype: DType | None = None):
         arr = array if isinstance(array, np.ndarray) else np.asarray(array)
+        if arr.dtype.byteorder == ">":  # ONNX stores little-endian; keep one representation
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        self._dtype = DType(dtype) if dtype is not None else DType.from_numpy(arr.dtype)
+        if self._dtype is not DType.STRING and arr.dtype != self._dtype.numpy:
+            arr = arr.astype(self._dtype.numpy)  # numpy() always returns the declared type
         self._array = arr
         self._proto: onnx.TensorProto | None = None
-        self._dtype = DType(dtype) if dtype is not None else DType.from_numpy(arr.dtype)
         self._shape = tuple(int(d) for d in arr.shape)
         self.name = name
         self.doc_string = doc_string
@@ -66,7 +70,11 @@ class Tensor:
         t = cls.__new__(cls)
         t._array = None
         t._proto = proto
-        t._dtype = DType(proto.data_type)
+        try:
+            t._dtype = DType(proto.data_type)
+        except ValueError:
+            raise IRLoadError(f"tensor {proto.name!r}: data type {proto.data_type} is not a known"
+                              " ONNX data type") from None
         t._shape = tuple(int(d) for d in proto.dims)
         t.name = proto.name
         t.doc_string = proto.doc_string
@@ -139,15 +147,20 @@ class Tensor:
         if self.external is not None:
             return self._read_external()
         dt = self._dtype
+        if dt is DType.STRING:
+            # onnx's to_array decodes every string as UTF-8 and fails on other bytes: keep each
+            # as ``str`` when it is UTF-8 and as ``bytes`` otherwise (export re-encodes both).
+            arr = np.empty(len(proto.string_data), dtype=object)
+            arr[:] = [_decode_string(b) for b in proto.string_data]
+            return arr.reshape(self._shape)
         if (
             proto.HasField("raw_data")
             and dt.itemsize_bits >= 8
-            and dt is not DType.STRING
         ):
             arr = np.frombuffer(proto.raw_data, dtype=dt.numpy)
             return arr.reshape(self._shape)
         arr = numpy_helper.to_array(proto)
-        if arr.dtype != dt.numpy and dt is not DType.STRING:
+        if arr.dtype != dt.numpy:
             arr = arr.view(dt.numpy) if arr.dtype.itemsize == dt.numpy.itemsize else arr.astype(dt.numpy)
         return arr.reshape(self._shape)
 
@@ -168,13 +181,13 @@ class Tensor:
         return numpy_helper.to_array(p).astype(dt.numpy).reshape(self._shape)
 
     def raw_bytes(self) -> bytes:
-        """The data packed as ONNX ``raw_data`` would hold it (little-endian)."""
+        """The data packed as ONNX ``raw_data`` would hold it (little-endian; sub-byte types
+        packed two or four to a byte). Strings have no raw form: ``TypeError``."""
+        if self._dtype is DType.STRING:
+            raise TypeError(f"tensor {self.name!r}: string tensors have no raw_data form")
         if self._proto is not None and self.external is None and self._proto.HasField("raw_data"):
             return self._proto.raw_data
-        if self.external is not None and self._dtype.itemsize_bits >= 8:
-            return self.numpy().tobytes()
-        return numpy_helper.from_array(self.numpy()).raw_data if self._dtype.itemsize_bits >= 8 \
-            else self.to_proto(inline=True).raw_data
+        return _array_to_proto(self.numpy(), self._dtype).raw_data
 
     # -- export ------------------------------------------------------------------------------
     def to_proto(self, inline: bool = False) -> onnx.TensorProto:
@@ -190,11 +203,11 @@ class Tensor:
                 return proto
             proto = onnx.TensorProto()
             proto.CopyFrom(self._proto)
-            proto.name = self.name
         else:
             proto = _array_to_proto(self.numpy(), self._dtype)
-            proto.name = self.name
-        proto.doc_string = self.doc_string
+        # Set only when non-empty: ONNX's protos are proto2, where "" is a present value.
+        _set_or_clear(proto, "name", self.name)
+        _set_or_clear(proto, "doc_string", self.doc_string)
         del proto.metadata_props[:]
         for k, v in self.metadata_props.items():
             proto.metadata_props.add(key=k, value=v)
@@ -204,17 +217,37 @@ class Tensor:
         return f"Tensor({self.name!r}, {self._dtype.short}{list(self._shape)})"
 
 
+def _decode_string(b: bytes):
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b
+
+
+def _set_or_clear(proto, field: str, value: str) -> None:
+    if value:
+        setattr(proto, field, value)
+    else:
+        proto.ClearField(field)
+
+
 def _array_to_proto(arr: np.ndarray, dtype: DType) -> onnx.TensorProto:
+    """``arr`` as a ``TensorProto`` of ``dtype``: strings in ``string_data``, everything else
+    bit-exactly in ``raw_data`` (little-endian; sub-byte types packed as ONNX packs them)."""
     if dtype is DType.STRING:
         proto = onnx.TensorProto(data_type=int(dtype), dims=arr.shape)
         proto.string_data.extend(
             s if isinstance(s, bytes) else str(s).encode("utf-8") for s in arr.ravel()
         )
         return proto
-    if dtype.itemsize_bits >= 8 and dtype.numpy == arr.dtype:
+    if dtype.itemsize_bits >= 8:
+        if arr.dtype != dtype.numpy:
+            arr = arr.astype(dtype.numpy)
         proto = onnx.TensorProto(data_type=int(dtype), dims=arr.shape)
-        proto.raw_data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        proto.raw_data = np.ascontiguousarray(arr).astype(
+            arr.dtype.newbyteorder("<"), copy=False).tobytes()
         return proto
     proto = numpy_helper.from_array(np.asarray(arr, dtype=dtype.numpy))
     proto.data_type = int(dtype)
+    proto.ClearField("name")
     return proto

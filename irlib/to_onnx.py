@@ -6,6 +6,7 @@ handed back as the protos they were read from (no decode, no re-encode).
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import onnx
@@ -31,11 +32,18 @@ def to_onnx(model: Model, tensor_writer: TensorWriter | None = None) -> onnx.Mod
     mp.ir_version = model.ir_version
     for domain, version in model.opset_imports.items():
         mp.opset_import.add(domain=domain, version=version)
-    mp.producer_name = model.producer_name
-    mp.producer_version = model.producer_version
-    mp.domain = model.domain
-    mp.model_version = model.model_version
-    mp.doc_string = model.doc_string
+    # Fields are set only when they hold something: ONNX's protos are proto2, where an explicit
+    # empty string is "present" and would make the export differ from what was read.
+    if model.producer_name:
+        mp.producer_name = model.producer_name
+    if model.producer_version:
+        mp.producer_version = model.producer_version
+    if model.domain:
+        mp.domain = model.domain
+    if model.model_version:
+        mp.model_version = model.model_version
+    if model.doc_string:
+        mp.doc_string = model.doc_string
     for k, v in model.metadata_props.items():
         mp.metadata_props.add(key=k, value=v)
     _Exporter(tensor_writer).graph(model.graph, mp.graph)
@@ -49,6 +57,8 @@ def to_onnx(model: Model, tensor_writer: TensorWriter | None = None) -> onnx.Mod
 class _Exporter:
     def __init__(self, tensor_writer: TensorWriter | None):
         self.tensor_writer = tensor_writer
+        self.names: dict[int, str] = {}  # value id -> export name, where it is not value.name
+        self.scope: frozenset[str] | set[str] = frozenset()  # names of the enclosing graphs
 
     def tensor(self, tensor: Tensor, name: str, out: onnx.TensorProto) -> None:
         if self.tensor_writer is not None:
@@ -59,20 +69,54 @@ class _Exporter:
         if out.name != name:
             out.name = name
 
+    # -- names ----------------------------------------------------------------------------------
+    def name(self, v: Value) -> str:
+        return self.names.get(id(v), v.name)
+
+    def _restore_names(self, g: Graph) -> None:
+        """Give values renamed on import (see ``from_onnx``) their ONNX names back, where no other
+        value in scope (enclosing graphs, this one, its subgraphs) holds that name."""
+        renamed = [v for v in g.values()
+                   if "onnx_name" in v.meta and v.meta["onnx_name"][0] == v.name]
+        if not renamed:
+            return
+        taken = set(self.scope)
+        for sub in g.all_graphs():
+            taken.update(self.name(v) for v in sub.values() if v.name)
+        for v in renamed:
+            original = v.meta["onnx_name"][1]
+            if original not in taken:
+                self.names[id(v)] = original
+                taken.add(original)
+
+    # -- graphs -----------------------------------------------------------------------------------
     def graph(self, g: Graph, gp: onnx.GraphProto) -> None:
-        gp.name = g.name
-        gp.doc_string = g.doc_string
+        self._restore_names(g)
+        outer_scope = self.scope
+        self.scope = outer_scope | {self.name(v) for v in g.values() if v.name}
+        try:
+            self._graph(g, gp)
+        finally:
+            self.scope = outer_scope
+
+    def _graph(self, g: Graph, gp: onnx.GraphProto) -> None:
+        name = self.name
+        if g.name:
+            gp.name = g.name
+        if g.doc_string:
+            gp.doc_string = g.doc_string
         for k, v in g.metadata_props.items():
             gp.metadata_props.add(key=k, value=v)
         for v in g.inputs:
-            _value_info(v, gp.input.add(), v.type)
+            _value_info(name(v), gp.input.add(), v.type, v.doc_string, v.metadata_props)
         for v in g.initializers:
-            self.tensor(v.const_value, v.name, gp.initializer.add())
+            self.tensor(v.const_value, name(v), gp.initializer.add())
         outputs = {id(v) for v in g.outputs}
+        value_info: list[tuple[float, onnx.ValueInfoProto]] = []
         for node in g:
             np_ = gp.node.add()
-            np_.input.extend("" if v is None else v.name for v in node.inputs)
-            np_.output.extend(v.name for v in node.outputs)
+            np_.input.extend("" if v is None else name(v) for v in node.inputs)
+            np_.output.extend(name(v) for v in node.outputs)
             if node.name:
                 np_.name = node.name
             np_.op_type = node.op_type
@@ -88,20 +132,21 @@ class _Exporter:
                 np_.metadata_props.add(key=k, value=v)
             if node.extra is not None:
                 np_.device_configurations.extend(node.extra.device_configurations)
-        for node in g:
             for v in node.outputs:
-                if v.name and id(v) not in outputs and (
-                        v.type is not None or v.doc_string or v.metadata_props):
-                    _value_info(v, gp.value_info.add(), v.type)
-        gp.value_info.extend(g.meta.get("orphan_value_info", ()))
+                # A value_info entry for every described node output that is not a graph output
+                # (and for the graph outputs that had one), in the order they were read.
+                pos = v.meta.get("value_info")
+                if v.name and (pos is not None or id(v) not in outputs and (
+                        v.type is not None or v.doc_string or v.metadata_props)):
+                    vi = onnx.ValueInfoProto()
+                    _value_info(name(v), vi, v.type, v.doc_string, v.metadata_props)
+                    value_info.append((math.inf if pos is None else pos, vi))
+        value_info += g.meta.get("orphan_value_info", ())
+        value_info.sort(key=lambda e: e[0])  # stable: new entries keep node order, at the end
+        gp.value_info.extend(vi for _, vi in value_info)
         for v in g.outputs:
-            vi = gp.output.add()
-            _value_info(v, vi, v.meta.get("output_type", v.type))
-            vi.doc_string = v.meta.get("output_doc_string", "")
-            if "output_metadata_props" in v.meta:
-                del vi.metadata_props[:]
-                for k, val in v.meta["output_metadata_props"].items():
-                    vi.metadata_props.add(key=k, value=val)
+            t, doc, md = v.meta.get("output_decl", (v.type, v.doc_string, v.metadata_props))
+            _value_info(name(v), gp.output.add(), t, doc, md)
         if g.extra is not None:
             gp.sparse_initializer.extend(g.extra.sparse_initializer)
             gp.quantization_annotation.extend(g.extra.quantization_annotation)
@@ -148,27 +193,32 @@ class _Exporter:
                 type_to_proto(x, ap.type_protos.add())
 
 
-def _value_info(v: Value, vi: onnx.ValueInfoProto, type: Type | None) -> None:
-    vi.name = v.name
+def _value_info(name: str, vi: onnx.ValueInfoProto, type: Type | None, doc_string: str,
+                metadata_props: dict[str, str]) -> None:
+    vi.name = name
     if type is not None:
         type_to_proto(type, vi.type)
-    if v.doc_string:
-        vi.doc_string = v.doc_string
-    for k, val in v.metadata_props.items():
+    if doc_string:
+        vi.doc_string = doc_string
+    for k, val in metadata_props.items():
         vi.metadata_props.add(key=k, value=val)
 
 
-def _shape_to_proto(shape, tsp) -> None:
-    if shape is None:
+def _shape_to_proto(t: TensorType | SparseTensorType, tsp) -> None:
+    if t.shape is None:
         return
     sp = tsp.shape
     sp.SetInParent()
-    for d in shape:
+    dens = t.dim_denotations if t.dim_denotations is not None and len(
+        t.dim_denotations) == len(t.shape) else None
+    for i, d in enumerate(t.shape):
         dim = sp.dim.add()
         if isinstance(d, int):
             dim.dim_value = d
         elif isinstance(d, str):
             dim.dim_param = d
+        if dens is not None and dens[i]:
+            dim.denotation = dens[i]
 
 
 def type_to_proto(t: Type | None, tp: onnx.TypeProto) -> onnx.TypeProto:
@@ -178,10 +228,10 @@ def type_to_proto(t: Type | None, tp: onnx.TypeProto) -> onnx.TypeProto:
         tp.denotation = t.denotation
     if isinstance(t, TensorType):
         tp.tensor_type.elem_type = int(t.dtype)
-        _shape_to_proto(t.shape, tp.tensor_type)
+        _shape_to_proto(t, tp.tensor_type)
     elif isinstance(t, SparseTensorType):
         tp.sparse_tensor_type.elem_type = int(t.dtype)
-        _shape_to_proto(t.shape, tp.sparse_tensor_type)
+        _shape_to_proto(t, tp.sparse_tensor_type)
     elif isinstance(t, SequenceType):
         tp.sequence_type.SetInParent()
         if t.elem is not None:

@@ -41,11 +41,17 @@ class TensorType:
     dtype: DType
     shape: Shape | None = None
     denotation: str = ""
+    #: ONNX's per-dimension denotations (``"DATA_BATCH"`` ...), one per dimension, ``""`` where a
+    #: dimension has none; ``None`` when no dimension has one. An annotation: not compared.
+    dim_denotations: tuple[str, ...] | None = dataclasses.field(
+        default=None, compare=False, repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "dtype", DType(self.dtype))
         if self.shape is not None:
             object.__setattr__(self, "shape", tuple(self.shape))
+        if self.dim_denotations is not None:
+            object.__setattr__(self, "dim_denotations", tuple(self.dim_denotations))
 
     @property
     def rank(self) -> int | None:
@@ -77,6 +83,8 @@ class SparseTensorType:
     dtype: DType
     shape: Shape | None = None
     denotation: str = ""
+    dim_denotations: tuple[str, ...] | None = dataclasses.field(
+        default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"sparse<{DType(self.dtype).short}{format_shape(self.shape)}>"
