@@ -39,7 +39,7 @@ from backends.numerics import Comparison, compare, compare_outputs, run_referenc
 from irlib import IRError, Model, TensorType
 
 __all__ = [
-    "BisectResult", "CheckResult", "Divergence", "InputError", "InputSpec", "bisect",
+    "BisectResult", "CandidateError", "CheckResult", "Divergence", "InputError", "InputSpec", "bisect",
     "candidate_pipeline", "check_model", "check_models", "first_divergence", "input_specs",
     "load_inputs", "parse_dims", "random_inputs", "validate_inputs",
 ]
@@ -53,6 +53,11 @@ CHECK_ORT_OPTIONS = {"graph_optimization_level": "disable"}
 
 class InputError(IRError):
     """Bad input data or usage for a check (missing input, wrong shape or dtype ...)."""
+
+
+class CandidateError(BackendError):
+    """The compiled model could not be compiled or run by the backend (a failed check, not bad
+    input: the original runs)."""
 
 
 # -- inputs ---------------------------------------------------------------------------------
@@ -293,9 +298,12 @@ def _backend_options(backend: Backend, options: Mapping[str, Any] | None) -> dic
 
 def _run_candidate(backend: Backend, model: Model, options: dict,
                    inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    exe = backend.compile(model, options)
-    feed = {k: v for k, v in inputs.items() if k in exe.input_names}
-    return exe.run(feed)
+    try:
+        exe = backend.compile(model, options)
+        feed = {k: v for k, v in inputs.items() if k in exe.input_names}
+        return exe.run(feed)
+    except BackendError as e:
+        raise CandidateError(f"the compiled model fails on backend {backend.name!r}: {e}") from e
 
 
 @dataclasses.dataclass
@@ -560,13 +568,13 @@ def check_model(
     proto, ir = _load(model)
     be = get_backend(backend)
     be.require_available()
+    opts = be.check_options(_backend_options(be, backend_options))
     items = candidate_pipeline(level, pipeline, be)
     feed = _inputs_for(ir, inputs, dims, seed)
     expected = _reference_outputs(proto, feed)
     passes.PassManager(items, instruments=instruments).run(ir)
     if on_compiled is not None:
         on_compiled(ir)
-    opts = _backend_options(be, backend_options)
     got = _run_candidate(be, ir, opts, feed)
     result = CheckResult(compare_outputs(expected, got, rtol=rtol, atol=atol), backend=be.name,
                          pipeline=passes.format_pipeline(items),
@@ -596,12 +604,13 @@ def check_models(
     _, other_ir = _load(other)
     be = get_backend(backend)
     be.require_available()
+    opts = be.check_options(_backend_options(be, backend_options))
     feed = _inputs_for(ref_ir, inputs, dims, seed)
     validate_inputs(other_ir, {k: v for k, v in feed.items()
                                if k in {s.name for s in input_specs(other_ir)}},
                     "the second model's inputs", dims)
     expected = _reference_outputs(ref_proto, feed)
-    got = _run_candidate(be, other_ir, _backend_options(be, backend_options), feed)
+    got = _run_candidate(be, other_ir, opts, feed)
     result = CheckResult(compare_outputs(expected, got, rtol=rtol, atol=atol), backend=be.name,
                          inputs={k: (str(v.dtype), list(v.shape)) for k, v in feed.items()})
     if not result.aligned:

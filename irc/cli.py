@@ -271,5 +271,7 @@ def passes_command(as_json: bool) -> None:
     Console(highlight=False, soft_wrap=True).print(table)
 
 
+from irc.cmd_check import register as _register_check; _register_check(main)  # noqa: E402,E702
+
 if __name__ == "__main__":  # python -m irc.cli
     main()
