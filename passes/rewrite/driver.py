@@ -2,7 +2,8 @@
 
 Every node (subgraphs included) is visited once; after a rewrite only what it touched goes back
 on the worklist (the new nodes, the readers of replaced values, the producers of erased nodes'
-inputs), so the cost is proportional to the graph plus the rewrites, not graph x rewrites.
+inputs and the other readers of those inputs), so the cost is proportional to the graph plus the
+rewrites, not graph x rewrites.
 Patterns are indexed by the op type they fire on. A bound on the number of rewrites (by default
 10 per node, plus 1000) turns a non-terminating rule set into a :class:`ConvergenceError` naming
 the rules that kept firing.

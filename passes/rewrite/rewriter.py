@@ -14,7 +14,9 @@ which either commits everything or, when the replacement is not allowed, undoes 
   output: that would rename the model's interface);
 - erases the matched nodes that became dead.
 
-The rewriter records what it touched so the driver can revisit exactly those nodes.
+The rewriter records what it touched so the driver can revisit exactly those nodes: the new nodes,
+the readers of replaced values, the producers of erased nodes' inputs, and the remaining readers
+of a value that an erased node read (a match refused because of that reader may now succeed).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ __all__ = ["PatternRewriter", "describe_node"]
 
 PROVENANCE_RULE = "irc.rule"
 PROVENANCE_REPLACED = "irc.replaced"
+#: Readers of a value that lost one are revisited while it has at most this many uses left.
+_FEW_USES = 4
 
 
 def describe_node(node: Node) -> str:
@@ -147,8 +151,16 @@ class PatternRewriter:
             if any(v.has_uses() or v.is_graph_output() for v in node.outputs):
                 continue
             self.touched.extend(node.predecessors())
+            inputs = [v for v in node.inputs if v is not None]
             node.graph.remove(node)
             count += 1
+            # A value that lost a reader may now be an acceptable intermediate for a match rooted
+            # at one of its remaining readers (MatMul+Add refused while a second reader existed).
+            # Like MLIR's driver, revisit those readers, but only for values read a few times
+            # left, so that erasing the readers of a value read 10,000 times stays linear.
+            for v in inputs:
+                if 0 < v.num_uses() <= _FEW_USES:
+                    self.touched.extend(v.users())
         self.removed += count
         return count
 
