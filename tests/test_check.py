@@ -390,3 +390,24 @@ def test_backend_options_reach_the_backend(mlp_path):
     assert r.exit_code == 0
     r = irc("check", mlp_path, "--backend-option", "graph_optimization_level=max")
     assert r.exit_code == 2 and "not one of disable|basic|extended|all" in r.stderr
+
+
+# -- the alignment report only touches its own section of docs/conformance.md ---------------
+
+
+def test_alignment_report_replaces_only_its_section():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "alignment_report", Path(__file__).resolve().parents[1] / "tools" / "alignment_report.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    new = f"## {tool.TITLE}\n\nnew figures\n"
+    doc = "# Conformance\n\n## Figures\n\nsweep\n"
+    once = tool.replace_section(doc, new)
+    assert once == doc + "\n" + new
+    middle = once + "\n## Later section\n\nkept\n"
+    twice = tool.replace_section(middle.replace("new figures", "old figures"), new)
+    assert twice == middle
+    assert tool.replace_section("", new) == new
