@@ -344,14 +344,17 @@ def _conv(node, inputs, out, opset=21):
     strides, dil, pads = _spatial(node, x.shape, kernel)
     xp = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[i + n]) for i in range(n)]) if any(pads) else x
     out_sizes = [(xp.shape[2 + i] - ((kernel[i] - 1) * dil[i] + 1)) // strides[i] + 1 for i in range(n)]
-    win = _windows(xp, kernel, strides, dil, out_sizes)  # N, C, out..., k...
     N, C = x.shape[:2]
     M = w.shape[0]
     P = math.prod(out_sizes)
     K = math.prod(kernel)
-    # im2col: (N, G, C/G * K, P), then one batched matmul with (G, M/G, C/G * K).
-    perm = (0, 1) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2, 2 + n))
-    cols = np.ascontiguousarray(win.transpose(perm)).reshape(N, group, (C // group) * K, P)
+    if K == 1 and all(s == 1 for s in strides):  # 1x1: the input already is the column matrix
+        cols = xp.reshape(N, group, C // group, P)
+    else:
+        # im2col: (N, G, C/G * K, P), then one batched matmul with (G, M/G, C/G * K).
+        win = _windows(xp, kernel, strides, dil, out_sizes)  # N, C, out..., k...
+        perm = (0, 1) + tuple(range(2 + n, 2 + 2 * n)) + tuple(range(2, 2 + n))
+        cols = np.ascontiguousarray(win.transpose(perm)).reshape(N, group, (C // group) * K, P)
     wg = w.reshape(group, M // group, (C // group) * K)
     y = np.matmul(wg, cols).reshape((N, M) + tuple(out_sizes))
     if b is not None:

@@ -71,6 +71,8 @@ def greedy_by_size(buffers: list[Buffer]) -> list[int]:
     offsets = [0] * len(buffers)
     placed = _Placed(len(buffers))
     for b in sorted(buffers, key=lambda b: (-b.size, b.first, b.id)):
+        if not b.size:  # holds no bytes: offset 0, overlapping nothing
+            continue
         offsets[b.id] = off = placed.best_gap(b)
         placed.add(b, off)
     return offsets
@@ -107,7 +109,7 @@ def greedy_by_breadth(buffers: list[Buffer]) -> list[int]:
     placed = _Placed(len(buffers))
     for s in sorted(range(steps), key=lambda s: (-int(breadth[s]), s)):
         for b in sorted(live_at[s], key=lambda b: (-b.size, b.first, b.id)):
-            if done[b.id]:
+            if done[b.id] or not b.size:
                 continue
             offsets[b.id] = off = placed.best_gap(b)
             placed.add(b, off)
@@ -124,8 +126,9 @@ def best_fit(buffers: list[Buffer]) -> list[int]:
     starting: list[list[Buffer]] = [[] for _ in range(steps)]
     ending: list[list[Buffer]] = [[] for _ in range(steps + 1)]
     for b in buffers:
-        starting[b.first].append(b)
-        ending[b.last + 1].append(b)
+        if b.size:  # a buffer of no bytes keeps offset 0 and takes no space
+            starting[b.first].append(b)
+            ending[b.last + 1].append(b)
     free_starts: list[int] = []   # sorted offsets of free blocks below the top
     free_size: dict[int, int] = {}
     top = 0                        # everything at and above ``top`` is free
