@@ -242,6 +242,34 @@ def test_a_refused_replacement_leaves_no_trace():
     assert_valid(model)
 
 
+def test_rules_rewrite_inside_subgraphs_but_keep_their_outputs_local():
+    """In an If branch, Identity(Identity(Neg(t))) collapses to Neg(t); but a branch output never
+    becomes the outer value t itself (ONNX requires a graph's outputs to be computed in it)."""
+    model = assert_valid(parse_ir("""
+        main (bool c, float[2] x) => (float[2] y) {
+            t = Relu(x)
+            y = If(c) <then_branch = g1 () => (float[2] a) { a = Identity(t) },
+                       else_branch = g2 () => (float[2] b) {
+                           n = Neg(t)
+                           i = Identity(n)
+                           b = Identity(i)
+                       }>
+        }"""))
+    feeds = [{"c": np.array(c), "x": np.array([-1.0, 2.0], np.float32)} for c in (True, False)]
+    want = [run_ort(model, f) for f in feeds]
+    stats = apply_patterns(model, [RemoveIdentity])
+    assert stats.applied == {"remove-identity": 2}
+    assert stats.refused == {"remove-identity": {
+        "replacement would rename a graph input, initializer or output": 1}}
+    PassManager("dce").run(model)  # verifies too: t is still produced and read
+    then_branch, else_branch = (a.value for a in list(model.graph)[1].attributes.values())
+    assert [n.op_type for n in then_branch] == ["Identity"]
+    assert [n.op_type for n in else_branch] == ["Neg"] and else_branch.outputs[0].name == "b"
+    onnx.checker.check_model(irlib.to_onnx(model), full_check=True)
+    for f, expected in zip(feeds, want):
+        np.testing.assert_array_equal(run_ort(model, f)["y"], expected["y"])
+
+
 # -- overlapping matches ------------------------------------------------------------------------
 def test_identity_chain_collapses():
     model, stats = rewrite_and_compare("""

@@ -89,8 +89,15 @@ class PatternRewriter:
             return True
         if not old.is_graph_output():
             return True
-        return not (new.is_graph_input() or new.is_initializer() or new.is_graph_output()
-                    or any(new is c for c in self._pending_consts))
+        if (new.is_graph_input() or new.is_initializer() or new.is_graph_output()
+                or any(new is c for c in self._pending_consts)):
+            return False
+        producer = new.producer()
+        if producer is not None and producer.graph is None:  # made by this rewrite
+            return True
+        # A graph's outputs are computed in that graph: an If/Loop body's output cannot become a
+        # value of the enclosing graph (ONNX refuses it, and dce would not see it as used).
+        return new.graph is old.graph
 
     def replace(self, old_values: Sequence[Value], new_values: Sequence[Value],
                 matched: Sequence[Node] = (), anchor: Node | None = None) -> bool:
