@@ -590,6 +590,27 @@ def test_a_rule_that_always_fires_is_a_convergence_error():
     assert_valid(model)
 
 
+def test_driver_work_is_linear_in_the_graph():
+    """Visits stay within a small multiple of nodes + rewrites on a long chain and on a value read
+    by thousands of nodes (tools/bench_passes.py times the same on 100k-node graphs)."""
+    n = 3000
+    x = irlib.Value("x", irlib.TensorType(irlib.DType.FLOAT, (2,)))
+    g = irlib.Graph("main", inputs=[x])
+    one = g.constant(np.ones((), np.float32), "one")
+    v = x
+    for i in range(n):  # x -> Neg -> Identity -> Neg -> Identity ...
+        v = g.append(irlib.Node("Neg" if i % 2 == 0 else "Identity", [v])).output
+    fan = [g.append(irlib.Node("Mul", [v, one])).output for _ in range(n)]  # n readers of v
+    total = g.append(irlib.Node("Sum", fan)).output
+    total.type = x.type
+    g.outputs.append(total)
+    model = assert_valid(irlib.Model(g, opset_imports={"": 17}))
+    stats = apply_patterns(model, [RemoveIdentity, NegNeg, MulByOne])
+    assert stats.applied == {"remove-identity": n // 2, "neg-neg": n // 4, "mul-by-one": n}
+    assert stats.visits <= (2 * n + 1) + stats.rewrites  # 6001 visits today
+    assert_valid(model)
+
+
 # -- property: rewriting random chains terminates and keeps the numbers -------------------------
 OPS = ("Identity", "Neg", "Relu")
 
