@@ -201,6 +201,8 @@ def kitchen_sink() -> onnx.ModelProto:
     fn.node[0].attribute[0].CopyFrom(ref)
     fn.attribute_proto.append(helper.make_attribute("alpha", 0.5))
     fn.metadata_props.extend(meta(fn="yes"))
+    fn.overload = "v2"
+    nodes[2].overload = "v2"
     fn.value_info.append(helper.make_tensor_value_info("b", f32, None))
 
     model = helper.make_model(
@@ -434,6 +436,56 @@ def test_subgraph_reading_a_value_defined_later_in_an_unsorted_graph():
     exported = irlib.to_onnx(m)
     assert_lossless(model, exported, node_order=False)
     assert_same_under_ort(_outer_scope_models()["If"][0], exported, feeds)
+
+
+def test_sibling_subgraphs_may_reuse_names():
+    """ONNX lets sibling subgraphs use the same value names (here then and else are one graph).
+    In the IR every value name is unique in the model, so one branch's values are renamed on
+    import; export gives the ONNX names back, since nothing in their scope clashes."""
+    f32 = TensorProto.FLOAT
+    branch = helper.make_graph([helper.make_node("Neg", ["x"], ["out"])], "branch", [],
+                               [helper.make_tensor_value_info("out", f32, [2])])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch)], "g",
+        [helper.make_tensor_value_info("x", f32, [2]),
+         helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", f32, [2])])
+    model = helper.make_model(graph, ir_version=IR, opset_imports=[helper.make_opsetid("", 17)])
+    m = irlib.load(model)
+    if_node = next(iter(m.graph))
+    names = [if_node.attr(b).outputs[0].name for b in ("then_branch", "else_branch")]
+    assert names[0] != names[1] and "out" in names
+    exported = irlib.to_onnx(m)
+    assert_lossless(model, exported)
+    assert checker_accepts(exported)
+    assert_same_under_ort(model, exported, {"x": np.array([1, -2], np.float32),
+                                            "c": np.array(True)})
+
+
+def test_renamed_value_keeps_its_new_name_when_the_old_one_is_taken():
+    """If a pass gives the ONNX name of a renamed value to another value in its scope, export
+    keeps the IR name rather than emit the same name twice."""
+    f32 = TensorProto.FLOAT
+    branch = helper.make_graph([helper.make_node("Neg", ["x"], ["out"])], "branch", [],
+                               [helper.make_tensor_value_info("out", f32, [2])])
+    graph = helper.make_graph(
+        [helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch)], "g",
+        [helper.make_tensor_value_info("x", f32, [2]),
+         helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", f32, [2])])
+    model = helper.make_model(graph, ir_version=IR, opset_imports=[helper.make_opsetid("", 17)])
+    m = irlib.load(model)
+    if_node = next(iter(m.graph))
+    renamed = next(if_node.attr(b) for b in ("then_branch", "else_branch")
+                   if if_node.attr(b).outputs[0].name != "out")
+    new_name = renamed.outputs[0].name
+    extra = renamed.append(irlib.Node("Identity", [renamed.outputs[0]]))
+    extra.output.name = "out"  # a pass takes the name in that branch
+    exported = irlib.to_onnx(m)
+    branch_proto = next(a.g for a in exported.graph.node[0].attribute if a.g.node[0].output[0]
+                        != "out")
+    assert [n.output[0] for n in branch_proto.node] == [new_name, "out"]
+    assert checker_accepts(exported)
 
 
 def test_value_info_of_inputs_and_unknown_values_is_kept():
