@@ -2,10 +2,30 @@
 passes`` and docs/passes.md derive a pass's level from these pipelines.
 
 - ``-O0``: nothing (import, verify, export).
-- ``-O1``: cleanup: shape inference, then identity elimination and dead-code removal to a fixed
-  point.
+- ``-O1``: cleanup, ``infer-shapes,fixpoint(fold-constants,eliminate-identity,cse,dce),infer-shapes``.
 - ``-O2``: ``-O1`` plus fusions that keep the model portable standard ONNX.
 - ``-O3``: ``-O2`` plus the target backend's own fusions (contrib ops), chosen by ``target``.
+
+Why the cleanup runs in that order:
+
+1. ``infer-shapes`` first: ``fold-constants`` turns ``Shape``/``Size`` of static shapes into
+   constants, and the no-op rules of ``eliminate-identity`` (``x + 0``, ``Expand``, ``Reshape``,
+   ``Slice``) only fire when they can prove the output type equals the input's. Both need types.
+2. ``fold-constants`` opens the loop: it turns constant subtrees (the ``Shape -> Gather -> Concat``
+   arithmetic of PyTorch exports) into initializers, which is what the identity rules match
+   (``Mul(x, Cast(1))`` only becomes ``x * 1`` once the Cast is folded) and what ``cse`` compares.
+3. ``eliminate-identity`` next: bypassing Identity/no-op Cast/Reshape makes two readers of ``x``
+   and of ``Identity(x)`` read the same value, so ``cse`` can merge them; and it can expose new
+   all-constant nodes for the next round of folding.
+4. ``cse`` after both, so that it sees their results; it merges nodes and equal initializers
+   (folding often makes several equal shape constants).
+5. ``dce`` last: it removes what the three left behind (the producers of folded values, dead
+   duplicate constants), so each round ends clean and the next starts on a smaller graph.
+
+The group repeats until no pass changes anything; it terminates because every change removes a
+node, turns a node into a constant, or merges two constants. A last ``infer-shapes`` records the shapes that became
+static after folding (a ``Reshape`` by a now-constant shape), for the fusions of ``-O2`` and for
+the exported ``value_info``. ``-O2`` and ``-O3`` start from the same cleanup.
 """
 
 from __future__ import annotations
@@ -14,14 +34,18 @@ from passes.pipeline import PipelineItem, parse_pipeline
 
 __all__ = ["LEVELS", "level_pipeline", "level_of_pass"]
 
-_CLEANUP = "infer-shapes,fixpoint(eliminate-identity,dce)"
+_CLEANUP = "infer-shapes,fixpoint(fold-constants,eliminate-identity,cse,dce),infer-shapes"
 
 #: Pipeline text per level. Targets may append their own passes at -O3 (TARGET_O3).
 LEVELS: dict[int, str] = {
     0: "",
     1: _CLEANUP,
-    2: _CLEANUP,
-    3: _CLEANUP,
+    2: _CLEANUP + ",fold-scalar-chains,fuse-pad-into-conv"
+       ",fixpoint(fuse-conv-bn,fuse-conv-add,fuse-conv-mul)"
+       ",fixpoint(fuse-matmul-add,fuse-gemm-bn,fold-transpose-into-gemm)," + _CLEANUP,
+    3: _CLEANUP + ",fold-scalar-chains,fuse-pad-into-conv"
+       ",fixpoint(fuse-conv-bn,fuse-conv-add,fuse-conv-mul)"
+       ",fixpoint(fuse-matmul-add,fuse-gemm-bn,fold-transpose-into-gemm)," + _CLEANUP,
 }
 
 #: Extra -O3 passes per target backend.
