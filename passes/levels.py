@@ -23,9 +23,9 @@ Why the cleanup runs in that order:
    duplicate constants), so each round ends clean and the next starts on a smaller graph.
 
 The group repeats until no pass changes anything; it terminates because every change removes a
-node, turns a node into a constant, or merges two constants. A last ``infer-shapes`` records the shapes that became
-static after folding (a ``Reshape`` by a now-constant shape), for the fusions of ``-O2`` and for
-the exported ``value_info``. ``-O2`` and ``-O3`` start from the same cleanup.
+node, turns a node into a constant, or merges two constants. A last ``infer-shapes`` records the
+shapes that became static after folding (a ``Reshape`` by a now-constant shape), for the fusions
+of ``-O2`` and for the exported ``value_info``. ``-O2`` and ``-O3`` start from the same cleanup.
 """
 
 from __future__ import annotations
@@ -40,12 +40,8 @@ _CLEANUP = "infer-shapes,fixpoint(fold-constants,eliminate-identity,cse,dce),inf
 LEVELS: dict[int, str] = {
     0: "",
     1: _CLEANUP,
-    2: _CLEANUP + ",fold-scalar-chains,fuse-pad-into-conv"
-       ",fixpoint(fuse-conv-bn,fuse-conv-add,fuse-conv-mul)"
-       ",fixpoint(fuse-matmul-add,fuse-gemm-bn,fold-transpose-into-gemm)," + _CLEANUP,
-    3: _CLEANUP + ",fold-scalar-chains,fuse-pad-into-conv"
-       ",fixpoint(fuse-conv-bn,fuse-conv-add,fuse-conv-mul)"
-       ",fixpoint(fuse-matmul-add,fuse-gemm-bn,fold-transpose-into-gemm)," + _CLEANUP,
+    2: _CLEANUP,
+    3: _CLEANUP,
 }
 
 #: Extra -O3 passes per target backend.

@@ -9,9 +9,10 @@ Each node gets a hashable key and a dict finds its twin, so the pass is linear i
 (no pairwise comparison). Nodes are visited in order, so once ``b = f(x)`` is merged into
 ``a = f(x)``, ``g(b)`` has become ``g(a)`` by the time it is visited: chains merge in one sweep.
 
-Never merged: random ops (two ``RandomNormal`` nodes draw different numbers), nodes holding
-subgraphs (proving two bodies equal is not worth it here), and pairs where the twin's output is a
-graph output that would have to take another output's name. Inputs of the two-input commutative
+Never merged: random ops (two ``RandomNormal`` nodes draw different numbers) and nodes holding
+subgraphs (proving two bodies equal is not worth it here). When both twins produce graph outputs,
+the second output name is kept by an ``Identity`` of the first (the model's interface keeps both
+names; the computation is done once). Inputs of the two-input commutative
 ops (Add, Mul, And, Or, Xor, Equal, Bitwise*) are compared as a set: ``a + b`` is bitwise
 ``b + a`` in IEEE arithmetic. (Sum/Mean of three or more are not: the rounding order differs.
 Max/Min are not either: NaN handling may depend on the order.)
@@ -97,8 +98,8 @@ def _can_stand_in(kept: Node, dup: Node) -> bool:
         needed = b.name and (b.has_uses() or b.is_graph_output())
         if needed and not a.name:
             return False  # kept does not produce this optional output
-        if b.is_graph_output() and a.is_graph_output():
-            return False  # two interface names: both stay
+        if b.is_graph_output() and a.is_graph_output() and dup.op_type == "Identity":
+            return False  # already the cheapest stand-in for a second output name
     return True
 
 
@@ -118,7 +119,14 @@ def _merge_nodes(graph: Graph) -> int:
         if not _can_stand_in(kept, node):
             continue
         for a, b in zip(kept.outputs, node.outputs):
-            if b.name and (b.has_uses() or b.is_graph_output()):
+            if not b.name or not (b.has_uses() or b.is_graph_output()):
+                continue
+            if b.is_graph_output() and a.is_graph_output():
+                # Two output names for one value: the second becomes Identity(first).
+                ident = Node("Identity", [a])
+                graph.insert_before(node, ident)
+                b.replace_all_uses_with(ident.output, replace_graph_outputs=True)
+            else:
                 b.replace_all_uses_with(a, replace_graph_outputs=b.is_graph_output())
         graph.remove(node)
         merged += 1
