@@ -5,8 +5,9 @@ Every strategy takes a list of :class:`~passes.memory.liveness.Buffer` (aligned 
 in steps) and returns one offset per buffer (aligned, since sizes are). Three are built in:
 
 - ``greedy-size``: Pisarchyk & Lee (2020), "Efficient Memory Management for Deep Neural Net
-  Inference", greedy by size for offset calculation: the largest buffers first, each at the
-  smallest gap between already placed buffers that overlap it in time and that fits it.
+  Inference", greedy by size for offset calculation: the largest buffers first (ties: the
+  longest-lived first), each at the smallest gap between already placed buffers that overlap it
+  in time and that fits it.
 - ``greedy-breadth``: the same paper's greedy by breadth: steps in decreasing order of the total
   size live at them; at each step, its unplaced buffers largest first, placed as above.
 - ``best-fit``: a classical online allocator replayed over the order: at each step free the
@@ -30,35 +31,52 @@ __all__ = ["STRATEGIES", "arena_size", "best_fit", "greedy_by_breadth", "greedy_
 
 
 class _Placed:
-    """The buffers placed so far, as numpy arrays, for fast "which overlap [first, last]" queries."""
+    """The buffers placed so far, for fast "which placed buffers overlap [first, last] in time"
+    queries: short-lived buffers are listed in the blocks of steps they span, long-lived ones
+    (more than ``LONG`` blocks) in numpy arrays searched with one vectorized test."""
+
+    BLOCK = 32
+    LONG = 4
 
     def __init__(self, n: int):
-        self.first = np.empty(n, np.int64)
-        self.last = np.empty(n, np.int64)
-        self.offset = np.empty(n, np.int64)
-        self.end = np.empty(n, np.int64)
-        self.n = 0
+        self.blocks: dict[int, list[tuple[int, int, int, int]]] = {}
+        self.long = np.empty((n, 4), np.int64)  # offset, end, first, last
+        self.n_long = 0
 
     def add(self, b: Buffer, offset: int) -> None:
-        k = self.n
-        self.first[k], self.last[k], self.offset[k], self.end[k] = b.first, b.last, offset, offset + b.size
-        self.n += 1
+        lo, hi = b.first // self.BLOCK, b.last // self.BLOCK
+        if hi - lo >= self.LONG:
+            self.long[self.n_long] = (offset, offset + b.size, b.first, b.last)
+            self.n_long += 1
+            return
+        item = (offset, offset + b.size, b.first, b.last)
+        for k in range(lo, hi + 1):
+            self.blocks.setdefault(k, []).append(item)
 
     def best_gap(self, b: Buffer) -> int:
         """The offset of the smallest gap among placed buffers overlapping ``b`` in time that
         holds ``b``; the top of those buffers when no gap does (Pisarchyk & Lee, algorithm 3)."""
-        n = self.n
-        if n == 0:
+        first, last = b.first, b.last
+        found = set()
+        for k in range(first // self.BLOCK, last // self.BLOCK + 1):
+            for item in self.blocks.get(k, ()):
+                if item[2] <= last and item[3] >= first:
+                    found.add(item)
+        hit = None
+        if self.n_long:
+            lg = self.long[:self.n_long]
+            hit = lg[(lg[:, 2] <= last) & (lg[:, 3] >= first), :2]
+        if hit is not None and len(hit) + len(found) > 32:
+            if found:
+                hit = np.concatenate([hit, np.array([f[:2] for f in found], np.int64)])
+            return _best_gap_np(hit, b.size)
+        if hit is not None:
+            found.update(map(tuple, hit.tolist()))
+        if not found:
             return 0
-        mask = (self.first[:n] <= b.last) & (self.last[:n] >= b.first)
-        if not mask.any():
-            return 0
-        offs = self.offset[:n][mask]
-        ends = self.end[:n][mask]
-        order = np.argsort(offs, kind="stable")
         prev = 0
         best, best_gap = None, None
-        for o, e in zip(offs[order].tolist(), ends[order].tolist()):
+        for o, e, *_ in sorted(found):
             gap = o - prev
             if gap >= b.size and (best_gap is None or gap < best_gap):
                 best, best_gap = prev, gap
@@ -66,11 +84,25 @@ class _Placed:
         return prev if best is None else best
 
 
+def _best_gap_np(spans: np.ndarray, size: int) -> int:
+    """:meth:`_Placed.best_gap` over many ``(offset, end)`` rows, vectorized."""
+    spans = spans[np.lexsort((spans[:, 1], spans[:, 0]))]
+    offs, ends = spans[:, 0], spans[:, 1]
+    prevs = np.concatenate([[0], np.maximum.accumulate(np.maximum(ends, 0))[:-1]])
+    gaps = offs - prevs
+    ok = gaps >= size
+    if not ok.any():
+        return int(max(0, ends.max()))
+    k = int(np.argmin(np.where(ok, gaps, np.iinfo(np.int64).max)))
+    return int(prevs[k])
+
+
 def greedy_by_size(buffers: list[Buffer]) -> list[int]:
     """Largest buffers first, each in the tightest gap that fits among time-overlapping ones."""
     offsets = [0] * len(buffers)
     placed = _Placed(len(buffers))
-    for b in sorted(buffers, key=lambda b: (-b.size, b.first, b.id)):
+    # Ties in size: the longer-lived buffer first (it constrains more of the others).
+    for b in sorted(buffers, key=lambda b: (-b.size, b.first - b.last, b.first, b.id)):
         if not b.size:  # holds no bytes: offset 0, overlapping nothing
             continue
         offsets[b.id] = off = placed.best_gap(b)
@@ -89,31 +121,26 @@ def greedy_by_breadth(buffers: list[Buffer]) -> list[int]:
         breadth[b.first] += b.size
         breadth[b.last + 1] -= b.size
     breadth = np.cumsum(breadth)[:steps]
-    starting: list[list[Buffer]] = [[] for _ in range(steps)]
+    # The buffers live at a step, found through blocks of steps (as in _Placed).
+    by_block: dict[int, list[Buffer]] = {}
     for b in buffers:
-        starting[b.first].append(b)
-    # The buffers live at a step: a sweep keeps the set of live ones.
-    live_at: list[list[Buffer]] = []
-    live: dict[int, Buffer] = {}
-    ending: list[list[int]] = [[] for _ in range(steps + 1)]
-    for b in buffers:
-        ending[b.last + 1].append(b.id)
-    for s in range(steps):
-        for k in ending[s]:
-            live.pop(k, None)
-        for b in starting[s]:
-            live[b.id] = b
-        live_at.append(list(live.values()))
+        if b.size:
+            for k in range(b.first // _Placed.BLOCK, b.last // _Placed.BLOCK + 1):
+                by_block.setdefault(k, []).append(b)
     offsets = [0] * len(buffers)
-    done = [False] * len(buffers)
     placed = _Placed(len(buffers))
-    for s in sorted(range(steps), key=lambda s: (-int(breadth[s]), s)):
-        for b in sorted(live_at[s], key=lambda b: (-b.size, b.first, b.id)):
-            if done[b.id] or not b.size:
-                continue
+    left = [b.size > 0 for b in buffers]
+    remaining = sum(left)
+    for s in np.lexsort((np.arange(steps), -breadth)).tolist():
+        if not remaining:
+            break
+        live = [b for b in by_block.get(s // _Placed.BLOCK, ())
+                if left[b.id] and b.first <= s <= b.last]
+        for b in sorted(live, key=lambda b: (-b.size, b.first, b.id)):
             offsets[b.id] = off = placed.best_gap(b)
             placed.add(b, off)
-            done[b.id] = True
+            left[b.id] = False
+            remaining -= 1
     return offsets
 
 
