@@ -41,12 +41,14 @@ class Executable(abc.ABC):
     """A compiled model, ready to run.
 
     ``input_names``/``output_names`` list the model's interface in order; ``run`` takes arrays by
-    input name and returns arrays by output name.
+    input name and returns arrays by output name. ``options`` holds the effective options the
+    backend compiled with (defaults filled in), for reports.
     """
 
     backend: str = ""
     input_names: list[str]
     output_names: list[str]
+    options: dict
 
     @abc.abstractmethod
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
