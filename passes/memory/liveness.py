@@ -209,10 +209,11 @@ def compute_liveness(model: Model | Graph, *, shapes: Mapping[str, int] | None =
             if not v.name:  # an optional output that is not produced
                 continue
             last = i
-            for user, _ in v.uses():
-                top = _top_node(user, graph)
-                if top is not None and top in pos:
-                    last = max(last, pos[top])
+            for user in v.users():
+                top = user if user.graph is graph else _top_node(user, graph)
+                p = pos.get(top) if top is not None else None
+                if p is not None and p > last:
+                    last = p
             if id(v) in outputs:
                 last = max(end, i)
             dead = last == i and not v.has_uses() and id(v) not in outputs
