@@ -194,17 +194,46 @@ def _human_bytes(n: int) -> str:
               help="Write the IR text after every pass into numbered files in this folder.")
 @click.option("--reproducer-dir", type=click.Path(file_okay=False),
               help="Where to write a reproducer if a pass fails (default: a new temporary folder).")
-@click.option("--target", metavar="BACKEND", help="The backend -O3 fuses for (e.g. ort).")
+@click.option("--backend", metavar="NAME",
+              help="Lower the optimized model with this backend and write its artifact to OUTPUT"
+                   " (see `irc backends`); -O3 then fuses for it.")
+@click.option("--backend-option", "backend_options", multiple=True, metavar="KEY=VALUE",
+              help="A backend option, e.g. threads=2 or graph_optimization_level=all (repeatable).")
+@click.option("--target", metavar="BACKEND", help="The backend -O3 fuses for, when no --backend.")
+@click.option("--verify-numerics", is_flag=True,
+              help="After every pass that changed the model, run it under ONNX Runtime and stop"
+                   " at the first pass whose outputs diverge from the original's.")
+@click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE",
+              help="Value of a symbolic input dimension for --verify-numerics (default 1).")
+@click.option("--rtol", type=float, help="Relative tolerance for --verify-numerics.")
+@click.option("--atol", type=float, help="Absolute tolerance for --verify-numerics.")
 @click.option("-q", "--quiet", is_flag=True, help="Print no report table.")
 def compile_command(model: str, output: str, level: str, pipeline: str | None,
                     disable: tuple[str, ...], print_after: tuple[str, ...], verify_each: bool,
                     report_path: str | None, dump_dir: str | None, reproducer_dir: str | None,
-                    target: str | None, quiet: bool) -> None:
+                    backend: str | None, backend_options: tuple[str, ...], target: str | None,
+                    verify_numerics: bool, dims: tuple[str, ...], rtol: float | None,
+                    atol: float | None, quiet: bool) -> None:
     """Compile MODEL with a pass pipeline and write the result to OUTPUT."""
     from passes import DumpDir, PrintAfter
 
     m = irlib.load(model)  # compile_model verifies it before any pass runs
     instruments = []
+    if verify_numerics:
+        from backends.numerics import NumericsCheck
+        from irc.check import parse_dims, random_inputs
+
+        inputs = random_inputs(m, parse_dims(dims))
+        instruments.append(NumericsCheck(irlib.to_onnx(m), inputs, rtol=rtol, atol=atol))
+    if backend is not None:
+        from backends import get_backend
+        from irc.cmd_check import parse_backend_options
+
+        get_backend(backend).require_available()  # fail before optimizing, not after
+        options = parse_backend_options(backend_options)
+        target = target or backend
+    elif backend_options:
+        raise click.UsageError("--backend-option needs --backend")
     if print_after:
         instruments.append(PrintAfter(print_after, lambda text: click.echo(text, nl=False)))
     if dump_dir:
@@ -219,8 +248,13 @@ def compile_command(model: str, output: str, level: str, pipeline: str | None,
         instruments=instruments, target=target, reproducer_dir=reproducer_dir,
         input_path=model,
     )
+    if backend is not None:
+        from backends import build_artifact
+
+        result.report.sections["backend"] = build_artifact(result.model, backend, output, options)
+    else:
+        irlib.save(result.model, output)
     report = result.report.to_json()
-    irlib.save(result.model, output)
     if report_path:
         irlib.atomic_write(report_path, (json.dumps(report, indent=2) + "\n").encode())
     if not quiet and result.report.passes:

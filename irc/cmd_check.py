@@ -28,7 +28,7 @@ def _fail(message: str, code: int) -> None:
     raise IrcFailure(one_line(Exception(message)), code)
 
 
-def _parse_backend_options(items) -> dict:
+def parse_backend_options(items) -> dict:
     """``KEY=VALUE`` pairs; VALUE is read as JSON when it parses (numbers, lists, dicts)."""
     opts = {}
     for item in items:
@@ -79,7 +79,7 @@ def check_command(model, other, level, pipeline, backend, backend_options, input
     for name, tol in (("--rtol", rtol), ("--atol", atol)):
         if tol is not None and not tol >= 0:
             _fail(f"{name} must be a non-negative number, not {tol}", EXIT_USAGE)
-    opts = _parse_backend_options(backend_options)
+    opts = parse_backend_options(backend_options)
     try:
         dim_values = check.parse_dims(dims)
         common = dict(backend=backend, backend_options=opts, inputs=inputs, dims=dim_values,

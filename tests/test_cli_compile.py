@@ -52,13 +52,25 @@ class _Crash(Pass):
         raise RuntimeError("boom")
 
 
+@dataclasses.dataclass(frozen=True)
+class _ReluToAbs(Pass):
+    """Test only: a wrong rewrite that keeps the IR valid (the first Relu becomes Abs)."""
+
+    name = "test-relu-to-abs"
+
+    def run(self, model, ctx):
+        node = next(n for n in model.graph if n.op_type == "Relu")
+        node.op_type = "Abs"
+        return PassResult(True)
+
+
 @pytest.fixture
 def broken_passes():
-    register_pass(_BreakGraph)
-    register_pass(_Crash)
+    for cls in (_BreakGraph, _Crash, _ReluToAbs):
+        register_pass(cls)
     yield
-    _registry.pop(_BreakGraph.name, None)
-    _registry.pop(_Crash.name, None)
+    for cls in (_BreakGraph, _Crash, _ReluToAbs):
+        _registry.pop(cls.name, None)
 
 
 def ort_outputs(path, x):
@@ -172,3 +184,44 @@ def test_passes_command_lists_kind_and_level():
     assert rows["infer-shapes"]["options"][0]["name"] == "data-prop"
     table = run("passes").stdout
     assert "eliminate-identity" in table and "-O1" in table
+
+
+def test_verify_numerics_stops_at_the_wrong_pass(tmp_path, broken_passes):
+    out = tmp_path / "o.onnx"
+    result = run("compile", EXAMPLE, "--passes", "eliminate-identity,test-relu-to-abs,dce",
+                 "--verify-numerics", "--dim", "N=2", "-o", out)
+    assert result.exit_code == 1, result.stderr
+    assert "after pass 'test-relu-to-abs'" in result.stderr
+    assert "passes run before it: eliminate-identity" in result.stderr
+    assert not out.exists()
+
+
+def test_verify_numerics_passes_the_real_pipeline(tmp_path):
+    result = run("compile", EXAMPLE, "-O2", "--verify-numerics", "-o", tmp_path / "o.onnx", "-q")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_backend_ort_writes_the_artifact_and_report_section(tmp_path):
+    out, rep = tmp_path / "o.onnx", tmp_path / "r.json"
+    result = run("compile", EXAMPLE, "--backend", "ort", "--backend-option", "threads=1",
+                 "-o", out, "--report", rep, "-q")
+    assert result.exit_code == 0, result.stderr
+    section = json.loads(rep.read_text())["backend"]
+    assert section["name"] == "ort" and section["options"]["threads"] == 1
+    assert section["artifact"] == str(out)
+    x = np.ones((1, 3, 32, 32), np.float32)
+    np.testing.assert_allclose(ort_outputs(out, x)[0], ort_outputs(EXAMPLE, x)[0],
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_unavailable_backend_fails_before_writing(tmp_path):
+    out = tmp_path / "o.onnx"
+    result = run("compile", EXAMPLE, "--backend", "tensorrt", "-o", out)
+    assert result.exit_code == 1
+    assert "tensorrt: unavailable" in result.stderr
+    assert not out.exists()
+
+
+def test_backend_option_without_backend_is_a_usage_error(tmp_path):
+    result = run("compile", EXAMPLE, "--backend-option", "threads=1", "-o", tmp_path / "o.onnx")
+    assert result.exit_code == 2
