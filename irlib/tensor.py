@@ -85,6 +85,12 @@ class Tensor:
             info = {e.key: e.value for e in proto.external_data}
             location = info.pop("location", "")
             path = os.path.join(base_dir, location)
+            folder = os.path.abspath(base_dir or ".")
+            if location and (os.path.isabs(location) or os.path.commonpath(
+                    [folder, os.path.abspath(path)]) != folder):
+                raise IRLoadError(
+                    f"tensor {proto.name!r}: external data file {location!r} is outside the"
+                    " model's folder (refused, as onnx does)")
             if not location or not os.path.isfile(path):
                 raise IRLoadError(
                     f"tensor {proto.name!r}: external data file {location!r} not found"

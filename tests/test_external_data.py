@@ -277,3 +277,16 @@ def test_tensors_stored_in_typed_fields_are_written_packed(tmp_path):
     irlib.save(irlib.load(model), tmp_path / "m.onnx", external_data=True)
     assert _locations(tmp_path / "m.onnx")["q4"] == "m.onnx.data"
     np.testing.assert_array_equal(_run(str(tmp_path / "m.onnx")), _run_proto(_model()))
+
+
+@pytest.mark.parametrize("location", ["../outside.bin", "/etc/hostname"])
+def test_data_file_outside_the_model_folder_is_refused(tmp_path, location):
+    src = _save_onnx_external(tmp_path / "m")
+    proto = onnx.load(src, load_external_data=False)
+    w = next(t for t in proto.graph.initializer if t.name == "W")
+    next(e for e in w.external_data if e.key == "location").value = location
+    shutil.copy(tmp_path / "m" / "weights.bin", tmp_path / "outside.bin")
+    onnx.save_model(proto, src)
+    with pytest.raises(irlib.IRLoadError, match="outside the model's folder") as info:
+        irlib.load(src)
+    assert location in str(info.value) and "\n" not in str(info.value)
