@@ -160,12 +160,10 @@ def iter_matches(root_pattern: PatternValue | tuple, node: Node,
 # node both times; two different pattern nodes must never bind the same IR node.
 def _match_node(pn: PatternNode, node: Node, bindings: dict, pairs: tuple, opset) -> Iterator:
     for p, n in pairs:
-        if p is pn:
-            if n is node:
+        if p is pn or n is node:  # bound before: only to this very pair
+            if p is pn and n is node:
                 yield bindings, pairs
             return
-    if any(n is node for _, n in pairs):
-        return
     if node.op_type != pn.op_type or (node.domain or "") not in _domains(pn.domain):
         return
     if len(node.outputs) < pn.num_outputs:
