@@ -146,3 +146,6 @@ def test_irc_compile_runs_the_pass_by_name(doc, tmp_path):
     feeds = {"x": np.random.default_rng(2).standard_normal((5, 3)).astype(np.float32)}
     for got, expected in zip(run_ort(compiled, feeds), run_ort(dense_model(), feeds)):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    listing = CliRunner().invoke(main, ["passes"])
+    assert listing.exit_code == 0, listing.output
+    assert "my-peephole" in listing.output and "Remove multiplications by one" in listing.output
