@@ -109,6 +109,7 @@ class _Checker:
             name = v._name
             if name is None:
                 self.add(f"{gname}: {_what(what)} has no name")
+                defined.add(id(v))
                 return
             if name == "":
                 return
@@ -272,5 +273,5 @@ class _Checker:
         elif ok is not None and not ok(val):
             self.add(f"{where}: attribute {a.name!r} is declared {t.name} but holds {val!r:.60}")
         for g in a.subgraphs():
-            if g.parent_node is not node:
+            if isinstance(g, Graph) and g.parent_node is not node:
                 self.add(f"{where}: subgraph {g.name!r} of attribute {a.name!r} does not point back to its node")
