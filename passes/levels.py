@@ -40,8 +40,12 @@ _CLEANUP = "infer-shapes,fixpoint(fold-constants,eliminate-identity,cse,dce),inf
 LEVELS: dict[int, str] = {
     0: "",
     1: _CLEANUP,
-    2: _CLEANUP,
-    3: _CLEANUP,
+    2: _CLEANUP + ",fold-scalar-chains,fuse-pad-into-conv"
+       ",fixpoint(fuse-conv-bn,fuse-conv-add,fuse-conv-mul)"
+       ",fixpoint(fuse-matmul-add,fuse-gemm-bn,fold-transpose-into-gemm)," + _CLEANUP,
+    3: _CLEANUP + ",fold-scalar-chains,fuse-pad-into-conv"
+       ",fixpoint(fuse-conv-bn,fuse-conv-add,fuse-conv-mul)"
+       ",fixpoint(fuse-matmul-add,fuse-gemm-bn,fold-transpose-into-gemm)," + _CLEANUP,
 }
 
 #: Extra -O3 passes per target backend.
