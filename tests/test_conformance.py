@@ -150,3 +150,14 @@ def _real_round_trip(proto):
     model = irlib.load(proto)
     irlib.verify(model)
     return irlib.to_onnx(model)
+
+
+def test_report_keeps_other_tools_sections():
+    """docs/conformance.md is shared: regenerating the sweep's part keeps sections other tools
+    write (tools/alignment_report.py's), and replaces the sweep's own."""
+    old = "# title\n\n## Figures\n\nold figures\n\n## Numerical alignment\n\ntable\n"
+    new = "# title\n\n## Figures\n\nnew figures\n"
+    merged = conf.merge(old, new)
+    assert "new figures" in merged and "old figures" not in merged
+    assert merged.endswith("## Numerical alignment\n\ntable\n")
+    assert conf.merge("", new) == new

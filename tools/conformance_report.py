@@ -598,6 +598,25 @@ def render(results: list[Result], command: str) -> str:
     return "\n".join(lines)
 
 
+#: The sections this script writes; any other "## " section of the file (another tool's) is kept.
+OWN_SECTIONS = ("Figures", "Round-trip failures", "Cases the checker rejects as shipped",
+                "Cases ORT cannot run, by reason")
+
+
+def merge(existing: str, rendered: str) -> str:
+    """``rendered``, followed by the sections of ``existing`` that this script does not write."""
+    kept: list[str] = []
+    keep = False
+    for line in existing.splitlines():
+        if line.startswith("## "):
+            keep = line[3:].strip() not in OWN_SECTIONS
+        if keep:
+            kept.append(line)
+    if not kept:
+        return rendered
+    return rendered.rstrip("\n") + "\n\n" + "\n".join(kept).rstrip("\n") + "\n"
+
+
 def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("`", "'").replace("<", "&lt;")
 
@@ -610,6 +629,7 @@ def parse_report(text: str) -> dict[str, str]:
     for line in text.splitlines():
         if line.startswith("## "):
             section = line.startswith("## Cases ORT cannot run")
+            reason = None
         elif section and line.startswith("### "):
             reason = re.sub(r" \(\d+\)$", "", line[4:])
         elif section and reason and line.startswith("- `"):
@@ -641,6 +661,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.output == "-":
         sys.stdout.write(text)
     else:
+        if os.path.exists(args.output):
+            with open(args.output, encoding="utf-8") as f:
+                text = merge(f.read(), text)
         irlib.atomic_write(args.output, text.encode("utf-8"))
         log.info("wrote %s", args.output)
     s = summarize(results)
