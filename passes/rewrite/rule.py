@@ -21,7 +21,8 @@ refusal reasons are counted in the driver's statistics. ``rewrite`` returns the 
 values) that replaces the root's outputs; ``op.X(...)`` there creates real nodes, and
 ``op.constant(array)`` a new initializer. Both receive the bindings by name: variables (the
 pattern's parameters), ``Const(name=...)`` and ``_name=`` nodes; each takes only the names it
-lists. Rule sets compose with ``+``.
+lists. ``check`` may add entries to ``m.bindings`` (a folded weight it had to compute to decide),
+which ``rewrite`` then receives by name like the others. Rule sets compose with ``+``.
 """
 
 from __future__ import annotations
