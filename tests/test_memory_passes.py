@@ -53,6 +53,10 @@ def test_memory_plan_pass_reports_an_unbound_dim_in_one_line():
     with pytest.raises(Exception, match=r"dim 0 is the symbol 'N'") as info:
         run_passes(model, "infer-shapes,memory-plan")
     assert "\n" not in str(info.value)
+    # As the -O levels run it: skipped and reported, the pipeline goes on.
+    report = run_passes(model, "reorder-for-memory{skip-dynamic=true},memory-plan{skip-dynamic=true}")
+    assert "dim 0 is the symbol 'N'" in report.sections["memory"]["skipped"]
+    assert [r.stats.get("skipped") for r in report.passes] == [1, 1]
 
 
 def test_plan_json_contract(tmp_path):

@@ -11,11 +11,14 @@ finds it to write ``--plan-out plan.json``. See docs/memory.md.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from irlib import Model
 from passes.base import Pass, PassKind, PassResult
-from passes.memory import parse_shapes, plan_memory
+from passes.memory import MemoryPlanError, parse_shapes, plan_memory
 from passes.registry import register_pass
+
+log = logging.getLogger(__name__)
 
 
 @register_pass
@@ -24,7 +27,8 @@ class MemoryPlanPass(Pass):
     """Plan one arena for all intermediate tensors (views, in-place reuse, best offset strategy).
 
     Options: ``strategy`` (auto, greedy-size, greedy-breadth, best-fit), ``alignment`` (bytes, a
-    power of two), ``shapes`` (bindings of symbolic dims, ``[N=1,T=8]``).
+    power of two), ``shapes`` (bindings of symbolic dims, ``[N=1,T=8]``), ``skip_dynamic``
+    (a model it cannot size is reported as skipped instead of failing the pipeline, for -O levels).
     """
 
     name = "memory-plan"
@@ -32,10 +36,18 @@ class MemoryPlanPass(Pass):
     strategy: str = "auto"
     alignment: int = 64
     shapes: tuple[str, ...] = ()
+    skip_dynamic: bool = False
 
     def run(self, model: Model, ctx) -> PassResult:
-        plan = plan_memory(model, strategy=self.strategy, alignment=self.alignment,
-                           shapes=parse_shapes(self.shapes))
+        try:
+            plan = plan_memory(model, strategy=self.strategy, alignment=self.alignment,
+                               shapes=parse_shapes(self.shapes))
+        except MemoryPlanError as e:
+            if not self.skip_dynamic:
+                raise
+            log.warning("memory plan skipped: %s", e)
+            ctx.add_report_section("memory", {"skipped": str(e)})
+            return PassResult(False, {"skipped": 1})
         model.meta["memory_plan"] = plan
         ctx.report_sections["memory_plan"] = plan
         ctx.add_report_section("memory", plan.summary())

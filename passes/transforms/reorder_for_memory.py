@@ -11,11 +11,14 @@ so the lower bound never goes up; the nodes are only relinked, never changed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from irlib import Model
 from passes.base import Pass, PassResult
-from passes.memory import apply_order, memory_order, parse_shapes
+from passes.memory import MemoryPlanError, apply_order, memory_order, parse_shapes
 from passes.registry import register_pass
+
+log = logging.getLogger(__name__)
 
 
 @register_pass
@@ -23,15 +26,23 @@ from passes.registry import register_pass
 class ReorderForMemory(Pass):
     """Reorder independent nodes to lower the peak of live memory (never raises the lower bound).
 
-    Options: ``alignment`` (as memory-plan's), ``shapes`` (bindings of symbolic dims, ``[N=1]``).
+    Options: ``alignment`` (as memory-plan's), ``shapes`` (bindings of symbolic dims, ``[N=1]``),
+    ``skip_dynamic`` (leave a model it cannot size unchanged instead of failing).
     """
 
     name = "reorder-for-memory"
     alignment: int = 64
     shapes: tuple[str, ...] = ()
+    skip_dynamic: bool = False
 
     def run(self, model: Model, ctx) -> PassResult:
-        result = memory_order(model, shapes=parse_shapes(self.shapes), alignment=self.alignment)
+        try:
+            result = memory_order(model, shapes=parse_shapes(self.shapes), alignment=self.alignment)
+        except MemoryPlanError as e:
+            if not self.skip_dynamic:
+                raise
+            log.warning("reorder-for-memory skipped: %s", e)
+            return PassResult(False, {"skipped": 1})
         moved = apply_order(model.graph, result.order) if result.chosen != "current" else 0
         return PassResult(moved > 0, {
             "nodes_moved": moved,
