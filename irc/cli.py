@@ -105,6 +105,9 @@ def main(ctx: click.Context, verbose: int, debug: bool) -> None:
             level=logging.DEBUG if verbose > 1 else logging.INFO,
             format="irc: %(name)s: %(message)s", stream=sys.stderr, force=True,
         )
+    else:
+        logging.basicConfig(level=logging.WARNING, format="irc: warning: %(message)s",
+                            stream=sys.stderr, force=True)
 
 
 def _load(path: str) -> irlib.Model:
@@ -207,17 +210,28 @@ def _human_bytes(n: int) -> str:
               help="Value of a symbolic input dimension for --verify-numerics (default 1).")
 @click.option("--rtol", type=float, help="Relative tolerance for --verify-numerics.")
 @click.option("--atol", type=float, help="Absolute tolerance for --verify-numerics.")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=DIM[,NAME=DIM...]",
+              help="Fix symbolic input dimensions in the compiled model, e.g. N=1 (repeatable).")
+@click.option("--plan-out", type=click.Path(dir_okay=False),
+              help="Write the memory plan (arena offsets, JSON) of the compiled model here.")
 @click.option("-q", "--quiet", is_flag=True, help="Print no report table.")
 def compile_command(model: str, output: str, level: str, pipeline: str | None,
                     disable: tuple[str, ...], print_after: tuple[str, ...], verify_each: bool,
                     report_path: str | None, dump_dir: str | None, reproducer_dir: str | None,
                     backend: str | None, backend_options: tuple[str, ...], target: str | None,
                     verify_numerics: bool, dims: tuple[str, ...], rtol: float | None,
-                    atol: float | None, quiet: bool) -> None:
+                    atol: float | None, shapes: tuple[str, ...], plan_out: str | None,
+                    quiet: bool) -> None:
     """Compile MODEL with a pass pipeline and write the result to OUTPUT."""
     from passes import DumpDir, PrintAfter
 
     m = irlib.load(model)  # compile_model verifies it before any pass runs
+    bindings = {}
+    if shapes:
+        from passes.memory import bind_input_shapes, parse_shapes
+
+        bindings = parse_shapes(",".join(shapes))
+        bind_input_shapes(m, bindings)
     instruments = []
     if verify_numerics:
         from backends.numerics import NumericsCheck
@@ -248,12 +262,15 @@ def compile_command(model: str, output: str, level: str, pipeline: str | None,
         instruments=instruments, target=target, reproducer_dir=reproducer_dir,
         input_path=model,
     )
+    plan_json = _plan_json(result.model, bindings) if plan_out else None  # may fail: before writing
     if backend is not None:
         from backends import build_artifact
 
         result.report.sections["backend"] = build_artifact(result.model, backend, output, options)
     else:
         irlib.save(result.model, output)
+    if plan_out:
+        irlib.atomic_write(plan_out, plan_json)
     report = result.report.to_json()
     if report_path:
         irlib.atomic_write(report_path, (json.dumps(report, indent=2) + "\n").encode())
@@ -262,6 +279,16 @@ def compile_command(model: str, output: str, level: str, pipeline: str | None,
     label = f"-O{result.level}" if result.level is not None else "--passes"
     click.echo(f"irc: wrote {output} ({label}: {result.nodes_before} -> "
                f"{result.nodes_after} nodes)")
+
+
+def _plan_json(model: irlib.Model, bindings: dict) -> bytes:
+    """The plan the pipeline's memory-plan pass made, or a fresh one of the final model."""
+    from passes.memory import plan_memory
+
+    plan = model.meta.get("memory_plan")
+    if plan is None:
+        plan = plan_memory(model, shapes=bindings)
+    return (json.dumps(plan.to_json(), indent=1) + "\n").encode()
 
 
 def _show_report(report) -> None:
@@ -305,7 +332,11 @@ def passes_command(as_json: bool) -> None:
     Console(highlight=False, soft_wrap=True).print(table)
 
 
-from irc.cmd_check import register as _register_check; _register_check(main)  # noqa: E402,E702
+from irc.cmd_check import register as _register_check  # noqa: E402
+from irc.cmd_plan import register as _register_plan  # noqa: E402
+
+_register_check(main)
+_register_plan(main)
 
 if __name__ == "__main__":  # python -m irc.cli
     main()

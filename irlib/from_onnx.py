@@ -66,6 +66,10 @@ def from_onnx(proto: onnx.ModelProto, base_dir: str = "") -> Model:
         metadata_props={p.key: p.value for p in proto.metadata_props},
         functions=[_copy(f) for f in proto.functions],
     )
+    if 0 < proto.ir_version < 4:
+        # Before IR 4 every initializer had to be listed as an input too, and runtimes (ORT's
+        # CanOverrideInitializer) treat them as constants: so do passes (passes.constants).
+        graph.meta["initializer_inputs_are_constant"] = True
     if len(proto.training_info) or len(proto.configuration):
         extra = onnx.ModelProto()
         extra.training_info.extend(proto.training_info)

@@ -47,11 +47,28 @@ def to_onnx(model: Model, tensor_writer: TensorWriter | None = None) -> onnx.Mod
     for k, v in model.metadata_props.items():
         mp.metadata_props.add(key=k, value=v)
     _Exporter(tensor_writer).graph(model.graph, mp.graph)
+    if 0 < model.ir_version < 4:
+        _list_initializers_as_inputs(mp.graph)
     mp.functions.extend(model.functions)
     if model.extra is not None:
         mp.training_info.extend(model.extra.training_info)
         mp.configuration.extend(model.extra.configuration)
     return mp
+
+
+def _list_initializers_as_inputs(gp: onnx.GraphProto) -> None:
+    """IR < 4 requires every initializer of the main graph to be a graph input as well: add the
+    ones a pass created (folded constants) with their type."""
+    listed = {vi.name for vi in gp.input}
+    for t in gp.initializer:
+        if t.name not in listed:
+            vi = gp.input.add()
+            vi.name = t.name
+            vi.type.tensor_type.elem_type = t.data_type
+            shape = vi.type.tensor_type.shape
+            shape.SetInParent()
+            for d in t.dims:
+                shape.dim.add().dim_value = d
 
 
 class _Exporter:

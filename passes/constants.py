@@ -14,11 +14,15 @@ __all__ = ["get_const", "is_const", "get_scalar"]
 
 def get_const(value: Value | None) -> np.ndarray | None:
     """The numpy data of ``value`` if it is a constant: an initializer that is not a graph input
-    (inputs with defaults can be overridden at run time) or the output of a ``Constant`` node."""
+    (inputs with defaults can be overridden at run time, except in models older than IR 4, where
+    every initializer is listed as an input and runtimes treat them as constants) or the output
+    of a ``Constant`` node."""
     if value is None:
         return None
     if value.const_value is not None:
-        return None if value.is_graph_input() else value.const_value.numpy()
+        if value.is_graph_input() and not _initializer_inputs_are_constant(value):
+            return None
+        return value.const_value.numpy()
     node = value.producer()
     if node is None or node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
         return None
@@ -52,3 +56,8 @@ def get_scalar(value: Value | None):
     if arr is None or arr.size != 1:
         return None
     return arr.reshape(()).item()
+
+
+def _initializer_inputs_are_constant(value: Value) -> bool:
+    graph = value.graph
+    return graph is not None and bool(graph.root.meta.get("initializer_inputs_are_constant"))

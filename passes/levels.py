@@ -30,25 +30,31 @@ of ``-O2`` and for the exported ``value_info``. ``-O2`` and ``-O3`` start from t
 
 from __future__ import annotations
 
-from passes.pipeline import PipelineItem, parse_pipeline
+from passes.pipeline import PipelineItem, parse_pipeline, without_passes
 
 __all__ = ["LEVELS", "level_pipeline", "level_of_pass"]
 
 _CLEANUP = "infer-shapes,fixpoint(fold-constants,eliminate-identity,cse,dce),infer-shapes"
 
 #: Pipeline text per level. Targets may append their own passes at -O3 (TARGET_O3).
+#: Portable fusions (standard ONNX only). Groups are fixpoints so that a fusion fires whatever
+#: order the ops come in (Conv -> Add -> BN, BN -> Mul ...).
+_FUSIONS = (
+    "fold-scalar-chains,fuse-pad-into-conv"
+    ",fixpoint(fuse-conv-bn,fuse-conv-add,fuse-conv-mul)"
+    ",fixpoint(fuse-matmul-add,fuse-gemm-bn,fold-transpose-into-gemm)"
+)
+#: Memory: an execution order with a lower peak, then the arena plan (the report's ``memory``
+#: section). Models with unbound symbolic dims are reported as skipped, not failed.
+_MEMORY = "reorder-for-memory{skip-dynamic=true},memory-plan{skip-dynamic=true}"
+
 LEVELS: dict[int, str] = {
     0: "",
     1: _CLEANUP,
-    2: _CLEANUP + ",fold-scalar-chains,fuse-pad-into-conv"
-       ",fixpoint(fuse-conv-bn,fuse-conv-add,fuse-conv-mul)"
-       ",fixpoint(fuse-matmul-add,fuse-gemm-bn,fold-transpose-into-gemm)," + _CLEANUP,
-    3: _CLEANUP + ",fold-scalar-chains,fuse-pad-into-conv"
-       ",fixpoint(fuse-conv-bn,fuse-conv-add,fuse-conv-mul)"
-       ",fixpoint(fuse-matmul-add,fuse-gemm-bn,fold-transpose-into-gemm)," + _CLEANUP,
+    2: f"{_CLEANUP},{_FUSIONS},{_CLEANUP},{_MEMORY}",
+    3: f"{_CLEANUP},{_FUSIONS},{_CLEANUP},{_MEMORY}",
 }
 
-#: Extra -O3 passes per target backend.
 TARGET_O3: dict[str, str] = {}
 
 
@@ -64,22 +70,7 @@ def level_pipeline_text(level: int, target: str | None = None) -> str:
 def level_pipeline(level: int, target: str | None = None,
                    disable: tuple[str, ...] = ()) -> list[PipelineItem]:
     """The parsed pipeline of ``level`` without the passes named in ``disable``."""
-    from passes.pipeline import FixedPoint
-
-    items = parse_pipeline(level_pipeline_text(level, target))
-
-    def drop(seq):
-        out = []
-        for it in seq:
-            if isinstance(it, FixedPoint):
-                inner = drop(it.items)
-                if inner:
-                    out.append(FixedPoint(inner, it.max_iterations))
-            elif it.name not in disable:
-                out.append(it)
-        return out
-
-    return drop(items)
+    return without_passes(parse_pipeline(level_pipeline_text(level, target)), disable)
 
 
 def level_of_pass(name: str) -> int | None:

@@ -27,7 +27,7 @@ import dataclasses
 import logging
 from typing import Mapping
 
-from irlib import Graph, Model, Node, TensorType, Value
+from irlib import Graph, IRError, Model, Node, TensorType, Value
 from irlib.dtypes import DType
 
 __all__ = [
@@ -52,7 +52,7 @@ INPLACE_OPS = frozenset({
 })
 
 
-class MemoryPlanError(ValueError):
+class MemoryPlanError(IRError, ValueError):
     """A model that cannot be planned (a tensor of unknown size, a bad option); one line."""
 
 

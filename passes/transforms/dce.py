@@ -26,8 +26,16 @@ class DeadCodeElimination(Pass):
                     continue
                 graph.remove(node)
                 nodes += 1
+            # Before IR 4 initializers are listed as inputs but are constants (passes.constants):
+            # an unused one goes from both lists.
+            old_ir = graph is model.graph and model.graph.meta.get("initializer_inputs_are_constant")
             for v in graph.initializers:
-                if not v.has_uses() and id(v) not in outputs and not v.is_graph_input():
-                    graph.remove_initializer(v)
-                    inits += 1
+                if v.has_uses() or id(v) in outputs:
+                    continue
+                if v.is_graph_input():
+                    if not old_ir:
+                        continue
+                    graph.inputs.remove(v)
+                graph.remove_initializer(v)
+                inits += 1
         return PassResult.from_counts(nodes_removed=nodes, initializers_removed=inits)

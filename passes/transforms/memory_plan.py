@@ -4,7 +4,7 @@
 
 It adds a ``memory`` section to the compile report (naive, lower bound and peak bytes, in-place
 count, the strategy chosen and every strategy's peak) and keeps the plan itself in
-``model.meta["memory_plan"]`` and ``ctx.report_sections["memory_plan"]``, where the command line
+``model.meta["memory_plan"]``, where the command line
 finds it to write ``--plan-out plan.json``. See docs/memory.md.
 """
 
@@ -45,11 +45,10 @@ class MemoryPlanPass(Pass):
         except MemoryPlanError as e:
             if not self.skip_dynamic:
                 raise
-            log.warning("memory plan skipped: %s", e)
+            log.info("memory plan skipped: %s", e)
             ctx.add_report_section("memory", {"skipped": str(e)})
             return PassResult(False, {"skipped": 1})
         model.meta["memory_plan"] = plan
-        ctx.report_sections["memory_plan"] = plan
         ctx.add_report_section("memory", plan.summary())
         return PassResult(False, {
             "tensors": len(plan.tensors), "peak_bytes": plan.arena_bytes,

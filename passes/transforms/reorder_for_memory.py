@@ -41,7 +41,7 @@ class ReorderForMemory(Pass):
         except MemoryPlanError as e:
             if not self.skip_dynamic:
                 raise
-            log.warning("reorder-for-memory skipped: %s", e)
+            log.info("reorder-for-memory skipped: %s", e)
             return PassResult(False, {"skipped": 1})
         moved = apply_order(model.graph, result.order) if result.chosen != "current" else 0
         return PassResult(moved > 0, {
