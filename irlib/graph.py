@@ -11,6 +11,10 @@ removing are O(1), and iterating while nodes are removed is safe (a removed node
 its old successor). ``Graph.sort()`` recomputes a topological order in O(n log n), keeping the
 current order wherever the dependencies allow.
 
+Value names are unique in the whole model (ONNX export needs that): a value joining a graph without
+a name gets a fresh one, a subgraph joining a model has its clashing names renamed (subgraph inputs
+and outputs are matched by position), and ``Graph.fresh_name`` never hands out a name in use.
+
 Subgraphs (the bodies of If, Loop, Scan) are ``Graph`` objects held in node attributes. A node in a
 subgraph may use a value of an enclosing graph directly: that value then lists the inner node among
 its uses, so ``replace_all_uses_with`` and dead-code analyses see through subgraph boundaries.
@@ -595,7 +599,7 @@ class Graph:
                 if owner is not v and (owner is None or owner._name == name):
                     name = v._name = self.fresh_name(name or "v")
                 names[name] = v
-        sub._names = None  # from now on the root keeps the names
+            g._names = None  # from now on the root keeps the names
 
     def _link_after(self, anchor, node: Node) -> None:
         nxt = anchor._next

@@ -110,6 +110,24 @@ def test_remove_initializer():
     assert_valid(g)
 
 
+def test_removing_the_initializer_of_an_input_removes_only_its_default():
+    g, x = graph_with_input()
+    x.const_value = irlib.Tensor(np.zeros(2, np.float32))
+    g.add_initializer(x)  # an input with a default value
+    g.append(Node("Relu", [x]))
+    g.remove_initializer(x)  # allowed although x is read: x stays an input
+    assert x.is_graph_input() and not x.is_initializer() and x.const_value is None
+    assert_valid(g)
+
+
+def test_a_node_output_cannot_become_a_graph_input():
+    g, x = graph_with_input()
+    y = g.append(Node("Relu", [x])).output
+    with pytest.raises(ValueError, match="produced by a node"):
+        g.add_input(y)
+    assert g.inputs == [x]
+
+
 # -- uses -------------------------------------------------------------------------------------
 
 def test_uses_record_every_input_slot_and_users_the_distinct_nodes():
