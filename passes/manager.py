@@ -99,9 +99,10 @@ class PassManager:
                 return changed_any
             changed_any = True
         names = ",".join(group.pass_names())
-        raise ConvergenceError(
-            f"fixpoint({names}) did not converge in {group.max_iterations} iterations;"
-            f" still changing: {', '.join(changed_now)}")
+        message = (f"fixpoint({names}) did not converge in {group.max_iterations} iterations;"
+                   f" still changing: {', '.join(changed_now)}")
+        repro = self._write_reproducer(group)
+        raise ConvergenceError(message + (f"; reproducer: {repro}" if repro else ""))
 
     def _budget_spent(self) -> bool:
         return self.max_pass_runs is not None and len(self._ran) >= self.max_pass_runs

@@ -64,12 +64,25 @@ class _ReluToAbs(Pass):
         return PassResult(True)
 
 
+@dataclasses.dataclass(frozen=True)
+class _AlwaysChanged(Pass):
+    """Test only: claims a change every time (never converges in a fixpoint group)."""
+
+    name = "test-always-changed"
+
+    def run(self, model, ctx):
+        return PassResult(True)
+
+
+_TEST_PASSES = (_BreakGraph, _Crash, _ReluToAbs, _AlwaysChanged)
+
+
 @pytest.fixture
 def broken_passes():
-    for cls in (_BreakGraph, _Crash, _ReluToAbs):
+    for cls in _TEST_PASSES:
         register_pass(cls)
     yield
-    for cls in (_BreakGraph, _Crash, _ReluToAbs):
+    for cls in _TEST_PASSES:
         _registry.pop(cls.name, None)
 
 
@@ -225,3 +238,15 @@ def test_unavailable_backend_fails_before_writing(tmp_path):
 def test_backend_option_without_backend_is_a_usage_error(tmp_path):
     result = run("compile", EXAMPLE, "--backend-option", "threads=1", "-o", tmp_path / "o.onnx")
     assert result.exit_code == 2
+
+
+def test_non_converging_fixpoint_is_one_line_with_a_reproducer(tmp_path, broken_passes):
+    repro = tmp_path / "repro"
+    result = run("compile", EXAMPLE, "--passes", "fixpoint{max-iterations=3}(dce,test-always-changed)",
+                 "-o", tmp_path / "o.onnx", "--reproducer-dir", repro)
+    assert result.exit_code == 1
+    err = result.stderr.strip()
+    assert len(err.splitlines()) == 1
+    assert "did not converge in 3 iterations; still changing: test-always-changed" in err
+    assert (repro / "pipeline.txt").read_text().strip() == \
+        "fixpoint{max-iterations=3}(dce,test-always-changed)"
