@@ -44,6 +44,17 @@ _FUSIONS = (
     ",fixpoint(fuse-conv-bn,fuse-conv-add,fuse-conv-mul)"
     ",fixpoint(fuse-matmul-add,fuse-gemm-bn,fold-transpose-into-gemm)"
 )
+#: Recognition of decomposed standard ops (LayerNormalization, RMSNormalization, Gelu, Softmax,
+#: Attention), each only where the model's opset has the op. They run after the cleanup, whose
+#: shapes, folded scalar constants and removed Identity nodes they read (after identity
+#: elimination the last node of a Gelu writes the graph output itself; the fused node takes over
+#: its name). They run before the vertical fusions, which merge Mul/Add-by-constant nodes into
+#: their neighbours (fold-scalar-chains, bias Adds into Gemm/Conv): in a decomposition those
+#: nodes belong to the pattern (LayerNorm's beta, Gelu's 0.5, the attention scale), so the whole
+#: pattern is seen before anything takes a piece of it. Among themselves: layer-norm before
+#: rms-norm (a LayerNorm's tail is an RMSNorm of x - mean: the longer pattern first), softmax
+#: before attention (attention matches the Softmax op that fuse-softmax may have just made).
+_RECOGNITION = "fuse-layer-norm,fuse-rms-norm,fuse-gelu,fuse-softmax,fuse-attention"
 #: Memory: an execution order with a lower peak, then the arena plan (the report's ``memory``
 #: section). Models with unbound symbolic dims are reported as skipped, not failed.
 _MEMORY = "reorder-for-memory{skip-dynamic=true},memory-plan{skip-dynamic=true}"
@@ -51,8 +62,8 @@ _MEMORY = "reorder-for-memory{skip-dynamic=true},memory-plan{skip-dynamic=true}"
 LEVELS: dict[int, str] = {
     0: "",
     1: _CLEANUP,
-    2: f"{_CLEANUP},{_FUSIONS},{_CLEANUP},{_MEMORY}",
-    3: f"{_CLEANUP},{_FUSIONS},{_CLEANUP},{_MEMORY}",
+    2: f"{_CLEANUP},{_RECOGNITION},{_FUSIONS},{_CLEANUP},{_MEMORY}",
+    3: f"{_CLEANUP},{_RECOGNITION},{_FUSIONS},{_CLEANUP},{_MEMORY}",
 }
 
 TARGET_O3: dict[str, str] = {}

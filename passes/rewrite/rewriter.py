@@ -150,9 +150,23 @@ class PatternRewriter:
         return True
 
     def erase_dead(self, nodes: Sequence[Node]) -> int:
-        """Erase those of ``nodes`` whose outputs are unused (in reverse order, so chains go)."""
+        """Erase those of ``nodes`` whose outputs are unused (in reverse order, so chains go;
+        repeated while it erases something, for a DAG-shaped match listed in no useful order)."""
         count = 0
-        for node in reversed(list(nodes)):
+        pending = list(nodes)
+        while pending:
+            kept = [n for n in pending if n.graph is not None]
+            erased = self._erase_dead_once(kept)
+            count += erased
+            if not erased:
+                break
+            pending = [n for n in kept if n.graph is not None]
+        self.removed += count
+        return count
+
+    def _erase_dead_once(self, nodes: list[Node]) -> int:
+        count = 0
+        for node in reversed(nodes):
             if node.graph is None:
                 continue
             if any(v.has_uses() or v.is_graph_output() for v in node.outputs):
@@ -168,7 +182,6 @@ class PatternRewriter:
             for v in inputs:
                 if 0 < v.num_uses() <= _FEW_USES:
                     self.touched.extend(v.users())
-        self.removed += count
         return count
 
     def replace_node(self, node: Node, new_values: Sequence[Value]) -> bool:
