@@ -11,9 +11,17 @@ test that goes on mutating a model after checking it still fails if the model en
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+
 import pytest
 
 from helpers import assert_valid
+
+PLUGIN_SRC = os.path.join(os.path.dirname(__file__), "plugins", "irc_test_plugin")
 
 
 @pytest.fixture
@@ -29,3 +37,23 @@ def verified():
     yield check
     for model in models:
         assert_valid(model)
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory):
+    """Install tests/plugins/irc_test_plugin once per session, as a user would
+    (``pip install --no-deps --no-build-isolation -e``), from a copy (the source tree stays clean)
+    into a private ``--prefix`` that no other process sees. Returns (site-packages folder, the
+    plugin's source folder); tests put the first on ``sys.path`` themselves."""
+    root = tmp_path_factory.mktemp("irc_plugin")
+    src = root / "irc_test_plugin"
+    shutil.copytree(PLUGIN_SRC, src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    prefix = root / "prefix"
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+           "--no-input", "--no-deps", "--no-build-isolation", "--no-index",
+           "--prefix", str(prefix), "-e", str(src)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"pip could not install the test plugin:\n{done.stderr[-2000:]}"
+    purelib = sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)})
+    assert os.path.isdir(purelib), f"pip installed nothing under {purelib}"
+    return purelib, str(src)

@@ -1,13 +1,12 @@
 """A third-party backend through the ``irc.backends`` entry points, end to end.
 
-tests/plugins/irc_test_backend is a package of its own whose pyproject.toml declares::
+tests/plugins/irc_test_plugin is a package of its own whose pyproject.toml declares::
 
     [project.entry-points."irc.backends"]
-    onnx-reference = "irc_test_backend.backend:OnnxReferenceBackend"
+    onnx-reference = "irc_test_plugin.backend:OnnxReferenceBackend"
 
-The ``plugin_site`` fixture installs it once per session with pip, as a user would
-(``pip install --no-deps --no-build-isolation -e ...``), into a temporary ``--prefix``: other test
-processes never meet it. The in-process tests put that prefix on ``sys.path``; the end-to-end
+The session fixture ``plugin_site`` (tests/conftest.py) installs it once with pip, as a user
+would, into a temporary ``--prefix``: other test processes never meet it. The in-process tests put that prefix on ``sys.path``; the end-to-end
 tests run the ``irc`` command in a subprocess whose ``PYTHONPATH`` holds it.
 """
 
@@ -17,11 +16,9 @@ import importlib
 import importlib.metadata
 import json
 import os
-import shutil
 import site
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -33,26 +30,7 @@ import irlib
 from irc.check import check_model
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGIN_SRC = ROOT / "tests" / "plugins" / "irc_test_backend"
 EXAMPLE = ROOT / "examples" / "tiny_cnn.onnx"
-
-
-@pytest.fixture(scope="session")
-def plugin_site(tmp_path_factory):
-    """Install the plugin (editable, from a copy so the source tree stays clean) into a private
-    prefix; returns (site-packages folder, plugin source folder)."""
-    root = tmp_path_factory.mktemp("irc_backend_plugin")
-    src = root / "irc_test_backend"
-    shutil.copytree(PLUGIN_SRC, src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    prefix = root / "prefix"
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-           "--no-input", "--no-deps", "--no-build-isolation", "--no-index",
-           "--prefix", str(prefix), "-e", str(src)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"pip could not install the test backend:\n{done.stderr[-2000:]}"
-    purelib = sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)})
-    assert os.path.isdir(purelib), f"pip installed nothing under {purelib}"
-    return purelib, str(src)
 
 
 @pytest.fixture
@@ -67,7 +45,7 @@ def plugin(plugin_site, monkeypatch):
     importlib.invalidate_caches()
     registry.load_plugins(force=True)
     yield purelib
-    for name in [m for m in sys.modules if m.split(".")[0] == "irc_test_backend"]:
+    for name in [m for m in sys.modules if m.split(".")[0] == "irc_test_plugin"]:
         del sys.modules[name]
     importlib.invalidate_caches()
 
@@ -82,13 +60,13 @@ def irc_subprocess(plugin_site, *args):
 
 def test_the_entry_point_is_installed(plugin):
     eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="irc.backends")}
-    assert eps["onnx-reference"] == "irc_test_backend.backend:OnnxReferenceBackend"
+    assert eps["onnx-reference"] == "irc_test_plugin.backend:OnnxReferenceBackend"
 
 
 def test_the_registry_finds_and_runs_the_plugin(plugin, tmp_path):
     assert "onnx-reference" in backends.backend_names()
     b = backends.get_backend("onnx-reference")
-    assert type(b).__module__ == "irc_test_backend.backend" and b.is_available() == (True, "")
+    assert type(b).__module__ == "irc_test_plugin.backend" and b.is_available() == (True, "")
     model = irlib.load(str(EXAMPLE))
     exe = b.compile(model)
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)

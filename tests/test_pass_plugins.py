@@ -6,21 +6,16 @@ tests/plugins/irc_test_plugin is a package of its own whose pyproject.toml decla
     test-plugin-double-neg = "irc_test_plugin.passes:RemoveDoubleNeg"     # a Pass subclass
     test-plugin-extras = "irc_test_plugin.passes:register_extras"         # registers passes itself
 
-The ``plugin`` fixture installs it once per session with pip, exactly as a user would
-(``pip install --no-deps --no-build-isolation -e ...``), but into a temporary ``--prefix`` that
-only this test process sees: other test processes and the ``irc`` command never meet the plugin,
-and the fixture takes it out of this process's registry and ``sys.path`` again at the end.
+The session fixture ``plugin_site`` (tests/conftest.py) installs it once with pip, exactly as a
+user would, but into a temporary ``--prefix`` that only this test process sees; the ``plugin``
+fixture puts it on ``sys.path`` for one test and takes it out of the registry again at the end.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import os
-import shutil
 import site
-import subprocess
 import sys
-import sysconfig
 
 import numpy as np
 import onnxruntime as ort
@@ -32,39 +27,21 @@ import passes.registry
 from helpers import assert_valid, parse_ir
 from passes import PassError, PassManager
 
-PLUGIN_SRC = os.path.join(os.path.dirname(__file__), "plugins", "irc_test_plugin")
 PLUGIN_PASSES = ("test-plugin-double-neg", "test-plugin-count-ops")
-
-
-@pytest.fixture(scope="session")
-def plugin_site(tmp_path_factory):
-    """Install the plugin (editable, from a copy so the source tree stays clean) into a private
-    prefix; returns that prefix's site-packages folder."""
-    root = tmp_path_factory.mktemp("irc_plugin")
-    src = root / "irc_test_plugin"
-    shutil.copytree(PLUGIN_SRC, src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    prefix = root / "prefix"
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-           "--no-input", "--no-deps", "--no-build-isolation", "--no-index",
-           "--prefix", str(prefix), "-e", str(src)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"pip could not install the test plugin:\n{done.stderr[-2000:]}"
-    purelib = sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)})
-    assert os.path.isdir(purelib), f"pip installed nothing under {purelib}"
-    return purelib
 
 
 @pytest.fixture
 def plugin(plugin_site, monkeypatch):
     """The plugin visible to this process, for one test: its site folder (and through its .pth
     file, the plugin's source) on ``sys.path``, the registry a scratch copy."""
+    purelib, _ = plugin_site
     passes.all_passes()  # built-ins and real plugins, loaded before this one is visible
     monkeypatch.setattr(passes.registry, "_registry", dict(passes.registry._registry))
     monkeypatch.setattr(passes.registry, "_plugins_loaded", True)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    site.addsitedir(plugin_site)
+    site.addsitedir(purelib)
     importlib.invalidate_caches()
-    yield plugin_site
+    yield purelib
     for name in [m for m in sys.modules if m == "irc_test_plugin" or m.startswith("irc_test_plugin.")]:
         del sys.modules[name]
     importlib.invalidate_caches()
