@@ -193,6 +193,9 @@ def session(path: str, level: str, threads: int) -> ort.InferenceSession:
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
+    # No spinning: the rounds interleave up to nine sessions, each with its own thread pool, and
+    # a pool that spins after its run would steal a core from the next session on a 2-core box.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
@@ -337,8 +340,8 @@ def markdown(results: list[dict], threads: list[int], meta: dict) -> str:
         out += ["", f"### ORT latency, {t} thread{'s' if t > 1 else ''}", "",
                 "Median ms of the original with ORT's optimizations disabled, then ratios"
                 " (lower is better; ✓/✗: goal met or missed). load: the machine's 1-minute"
-                " load average before and after the model's timing (2 cores: above ~2 other"
-                " work was competing).", "",
+                " load average before and after the model's timing (above the core count,"
+                f" {meta['cores']}, other work was competing).", "",
                 "| model | load | rounds | orig@disabled ms | BASIC / disabled | EXTENDED / disabled "
                 "| ALL / disabled | (i) O2@disabled / disabled | (i) O2@disabled / EXTENDED "
                 "| (ii) O3@disabled / orig@ALL | (iii) O3@ALL / orig@ALL "
@@ -384,7 +387,7 @@ def markdown(results: list[dict], threads: list[int], meta: dict) -> str:
                 "|---" * (len(present) + 1) + "|"]
         for op in ops:
             out.append(f"| {op} | " + " | ".join(str(hist[c].get(op, "")) for c in present) + " |")
-        out += [f"| **total** | " + " | ".join(str(r["nodes"][c]) for c in present) + " |", ""]
+        out += ["| **total** | " + " | ".join(str(r["nodes"][c]) for c in present) + " |", ""]
     failures = [(r["name"], k, v) for r in results for k, v in r["failures"].items()]
     if failures:
         out += ["### Failures", ""] + [f"- {n}: {k}: {v}" for n, k, v in failures] + [""]
@@ -447,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     only = {n.strip() for n in args.only.split(",") if n.strip()}
     start = time.perf_counter()
+    git = git_state()  # now: passes/ may change while the benchmark runs
     optimizers = available_optimizers()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_optimize-") as work:
@@ -462,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
             log.info("== %s", case.name)
             results.append(bench_case(case, work, optimizers, threads, args.budget,
                                       args.min_rounds, args.max_rounds))
-    meta = {"machine": machine(), "versions": versions(), "git": git_state(),
+    meta = {"machine": machine(), "cores": os.cpu_count(), "versions": versions(),
+            "git": git,
             "pipelines": {f"-O{lv}": level_pipeline_text(lv, "ort") for lv in (2, 3)},
             "seconds": time.perf_counter() - start, "threads": threads,
             "command": " ".join(["python", "tools/bench_optimize.py"] + (argv or sys.argv[1:]))}
