@@ -199,8 +199,9 @@ def test_build_artifact_returns_the_report_section(tmp_path):
     assert section["options"]["threads"] == 1 and section["artifact"] == str(tmp_path / "r.onnx")
     onnx.checker.check_model(onnx.load(section["artifact"]))
     json.dumps(section)  # goes into the JSON compile report as it is
-    with pytest.raises(BackendUnavailable, match="tvm: unavailable: apache-tvm not installed"):
-        backends.build_artifact(relu_model(), "tvm", str(tmp_path / "t.so"))
+    if importlib.util.find_spec("tvm") is None:  # tests/test_tvm_backend.py covers it installed
+        with pytest.raises(BackendUnavailable, match="tvm: unavailable: apache-tvm not installed"):
+            backends.build_artifact(relu_model(), "tvm", str(tmp_path / "t.so"))
 
 
 # -- TensorRT and TVM: honest availability, no heavy imports --------------------------------
@@ -212,11 +213,10 @@ def test_tensorrt_and_tvm_report_unavailable_here():
     assert not ok
     if importlib.util.find_spec("tensorrt") is None:
         assert "tensorrt not installed" in reason
-    tvm = backends.get_backend("tvm")
-    ok, reason = tvm.is_available()
-    assert not ok
-    assert "later issue" in trt.description and "later issue" in tvm.description
-    for b in (trt, tvm):
+    assert "later issue" in trt.description
+    tvm = backends.get_backend("tvm")  # implemented: unavailable only without apache-tvm
+    unavailable = [trt] + ([tvm] if importlib.util.find_spec("tvm") is None else [])
+    for b in unavailable:
         with pytest.raises(BackendUnavailable) as e:
             b.compile(relu_model())
         assert str(e.value).startswith(f"{b.name}: unavailable: ") and "\n" not in str(e.value)
@@ -238,15 +238,16 @@ def fake_packages(tmp_path, monkeypatch):
 def test_probes_find_installed_packages_without_importing_them(fake_packages, monkeypatch):
     import backends.tensorrt as trt_mod
 
+    tvm_loaded = "tvm" in sys.modules  # by an earlier TVM test in this process
+
     trt = backends.get_backend("tensorrt")
     monkeypatch.setattr(trt_mod, "cuda_device_present", lambda: False)
     assert trt.is_available() == (False, "no CUDA device")
     monkeypatch.setattr(trt_mod, "cuda_device_present", lambda: True)
     ok, reason = trt.is_available()
     assert not ok and reason == "irc's TensorRT lowering is not implemented yet"
-    ok, reason = backends.get_backend("tvm").is_available()
-    assert not ok and reason.endswith("is installed, but irc's TVM lowering is not implemented yet")
-    assert "tensorrt" not in sys.modules and "tvm" not in sys.modules
+    backends.get_backend("tvm").is_available()  # probes versions, imports nothing
+    assert "tensorrt" not in sys.modules and ("tvm" not in sys.modules or tvm_loaded)
 
 
 # -- the CLI ----------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ class TVMBackend(Backend):
         "target": "CPU to build for: native (default), generic, an LLVM CPU name, or a TVM"
                   " target dict",
         "threads": "runtime threads (0: one per core, as ORT)",
+        "dims": "bind symbolic dimensions, e.g. N=1 or {\"N\": 1} (a static module tunes best)",
         "tune": "MetaSchedule trials to run before building (0: none)",
         "tune_per_task": "at most this many trials per task (default: tune / tasks, >= 16)",
         "tuning_db": "folder of MetaSchedule records: written by tune, reused by later compiles",
@@ -95,6 +96,7 @@ class TVMBackend(Backend):
         if progress not in (True, False, "auto"):
             raise BackendError(f"tvm: progress must be true, false or auto, not {progress!r}")
         out["progress"] = progress
+        out["dims"] = _parse_dims(opts.get("dims"))
         return out
 
     def compile(self, model: Model, options: Mapping[str, Any] | None = None) -> "TVMExecutable":
@@ -109,7 +111,7 @@ class TVMBackend(Backend):
         if opts["fallback"] == "onnx-frontend":
             mod, sig = _from_onnx_frontend(model)
         else:
-            mod, sig = lower(model)
+            mod, sig = lower(model, opts["dims"])
         lowered_s = time.perf_counter() - t0
         target = B.make_target(opts["target"], opts["threads"])
         db_dir = opts["tuning_db"]
@@ -162,6 +164,26 @@ def _from_onnx_frontend(model: Model):
     g = model.graph
     return mod, Signature([_describe(v) for v in runtime_inputs(model)],
                           [_describe(v) for v in g.outputs])
+
+
+def _parse_dims(value) -> dict[str, int]:
+    """``"N=1,S=128"`` or ``{"N": 1}`` -> ``{"N": 1, ...}``."""
+    if value in (None, "", {}):
+        return {}
+    if isinstance(value, str):
+        pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise BackendError(f"tvm: dims {value!r}: expected NAME=SIZE[,NAME=SIZE]")
+        value = {k.strip(): v.strip() for k, _, v in pairs}
+    if not isinstance(value, dict):
+        raise BackendError(f"tvm: dims must be NAME=SIZE pairs or a dict, not {value!r}")
+    try:
+        out = {str(k): int(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        raise BackendError(f"tvm: dims {value!r}: sizes must be integers") from None
+    if any(v <= 0 for v in out.values()):
+        raise BackendError(f"tvm: dims {value!r}: sizes must be positive")
+    return out
 
 
 def _irc_version() -> str:

@@ -64,12 +64,13 @@ class Signature:
         return cls(list(d["inputs"]), list(d["outputs"]))
 
 
-def _describe(v: Value) -> dict:
+def _describe(v: Value, dims: dict[str, int] | None = None) -> dict:
     t = v.type
     dtype = t.dtype.numpy.name if isinstance(t, TensorType) and t.dtype in TVM_DTYPES else None
     shape = None
     if isinstance(t, TensorType) and t.shape is not None:
-        shape = [d if isinstance(d, (int, str)) else None for d in t.shape]
+        shape = [(dims or {}).get(d, d) if isinstance(d, str) else d if isinstance(d, int)
+                 else None for d in t.shape]
     return {"name": v.name, "dtype": dtype, "shape": shape}
 
 
@@ -139,8 +140,9 @@ class Lowering:
     ``cx.opset`` is the model's ai.onnx opset.
     """
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, dims: dict[str, int] | None = None):
         import_tvm()
+        self.bound = dict(dims or {})
         self.model = model
         self.opset = model.opset("") or 1
         self.bb = relax.BlockBuilder()
@@ -241,6 +243,8 @@ class Lowering:
 
         if isinstance(d, int):
             return d
+        if isinstance(d, str) and d in self.bound:
+            return int(self.bound[d])
         if isinstance(d, str) and d:
             if d not in self._sym:
                 self._sym[d] = tir.Var(d, "int64")
@@ -308,14 +312,15 @@ class Lowering:
             self.exprs[v] = self.emit(r)
 
 
-def lower(model: Model):
-    """``(IRModule, Signature)`` for ``model``; raises :class:`BackendError` (one line) when a
+def lower(model: Model, dims: dict[str, int] | None = None):
+    """``(IRModule, Signature)`` for ``model``; ``dims`` binds symbolic dimensions to sizes
+    (a static module: what MetaSchedule tunes best). Raises :class:`BackendError` (one line) when a
     node is unsupported or a converter fails."""
     require_supported(model)
-    cx = Lowering(model)
+    cx = Lowering(model, dims)
     mod = cx.lower()
     g = model.graph
-    sig = Signature([_describe(v) for v in runtime_inputs(model)],
-                    [_describe(v) for v in g.outputs])
+    sig = Signature([_describe(v, dims) for v in runtime_inputs(model)],
+                    [_describe(v, dims) for v in g.outputs])
     log.info("tvm: lowered %d nodes to Relax", len(g))
     return mod, sig
