@@ -66,7 +66,13 @@ LEVELS: dict[int, str] = {
     3: f"{_CLEANUP},{_RECOGNITION},{_FUSIONS},{_CLEANUP},{_MEMORY}",
 }
 
-TARGET_O3: dict[str, str] = {}
+TARGET_O3: dict[str, str] = {
+    # ONNX Runtime contrib ops (com.microsoft) and its NCHWc layout (com.microsoft.nchwc): the
+    # element-wise recognitions first (QuickGelu, GELU + bias, residual + LayerNorm), then the
+    # activation fusions into Gemm/Conv, then the NCHWc rewrite, which takes FusedConv too.
+    "ort": "ort-fuse-quick-gelu,ort-fuse-bias-gelu,ort-fuse-skip-layer-norm"
+           ",ort-fuse-gemm-activation,ort-fuse-conv-activation,ort-nchwc,dce",
+}
 
 
 def level_pipeline_text(level: int, target: str | None = None) -> str:
