@@ -57,3 +57,33 @@ def plugin_site(tmp_path_factory):
     purelib = sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)})
     assert os.path.isdir(purelib), f"pip installed nothing under {purelib}"
     return purelib, str(src)
+
+
+@pytest.fixture
+def plugin(plugin_site, monkeypatch):
+    """The test plugin visible to this process for one test: its prefix on ``sys.path`` and both
+    registries (passes and backends) scratch copies, so whatever the test registers - through
+    the entry points or by hand - is gone afterwards. Yields the plugin's site-packages folder."""
+    import importlib
+    import site
+
+    import backends
+    import backends.registry
+    import passes
+    import passes.registry
+
+    purelib, _ = plugin_site
+    passes.all_passes()  # built-ins and real plugins, loaded before this one is visible
+    backends.backend_names()
+    monkeypatch.setattr(passes.registry, "_registry", dict(passes.registry._registry))
+    monkeypatch.setattr(passes.registry, "_plugins_loaded", True)
+    monkeypatch.setattr(backends.registry, "_registry", dict(backends.registry._registry))
+    monkeypatch.setattr(backends.registry, "_origin", dict(backends.registry._origin))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    site.addsitedir(purelib)  # processes the editable install's .pth file
+    importlib.invalidate_caches()
+    backends.registry.load_plugins(force=True)  # pass tests load theirs explicitly
+    yield purelib
+    for name in [m for m in sys.modules if m.split(".")[0] == "irc_test_plugin"]:
+        del sys.modules[name]
+    importlib.invalidate_caches()

@@ -16,38 +16,18 @@ import importlib
 import importlib.metadata
 import json
 import os
-import site
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import backends
-import backends.registry as registry
 import irlib
 from irc.check import check_model
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "tiny_cnn.onnx"
-
-
-@pytest.fixture
-def plugin(plugin_site, monkeypatch):
-    """The plugin visible to this process for one test; the registry a scratch copy."""
-    purelib, _ = plugin_site
-    backends.backend_names()  # built-ins and real plugins, read before this one is visible
-    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
-    monkeypatch.setattr(registry, "_origin", dict(registry._origin))
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    site.addsitedir(purelib)  # processes the editable install's .pth file
-    importlib.invalidate_caches()
-    registry.load_plugins(force=True)
-    yield purelib
-    for name in [m for m in sys.modules if m.split(".")[0] == "irc_test_plugin"]:
-        del sys.modules[name]
-    importlib.invalidate_caches()
 
 
 def irc_subprocess(plugin_site, *args):

@@ -14,8 +14,6 @@ fixture puts it on ``sys.path`` for one test and takes it out of the registry ag
 from __future__ import annotations
 
 import importlib.metadata
-import site
-import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -28,23 +26,6 @@ from helpers import assert_valid, parse_ir
 from passes import PassError, PassManager
 
 PLUGIN_PASSES = ("test-plugin-double-neg", "test-plugin-count-ops")
-
-
-@pytest.fixture
-def plugin(plugin_site, monkeypatch):
-    """The plugin visible to this process, for one test: its site folder (and through its .pth
-    file, the plugin's source) on ``sys.path``, the registry a scratch copy."""
-    purelib, _ = plugin_site
-    passes.all_passes()  # built-ins and real plugins, loaded before this one is visible
-    monkeypatch.setattr(passes.registry, "_registry", dict(passes.registry._registry))
-    monkeypatch.setattr(passes.registry, "_plugins_loaded", True)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    site.addsitedir(purelib)
-    importlib.invalidate_caches()
-    yield purelib
-    for name in [m for m in sys.modules if m == "irc_test_plugin" or m.startswith("irc_test_plugin.")]:
-        del sys.modules[name]
-    importlib.invalidate_caches()
 
 
 def test_the_plugin_is_installed_with_its_entry_points(plugin):
