@@ -7,8 +7,9 @@
 
 - :mod:`backends.base`: the API (``Backend``, ``Executable``, ``BackendError``)
 - :mod:`backends.registry`: backends by name, plugins through the ``irc.backends`` entry points
-- :mod:`backends.ort`: ONNX Runtime; :mod:`backends.tensorrt`, :mod:`backends.tvm`: availability
-  probes (their lowering is a later issue)
+- :mod:`backends.ort`: ONNX Runtime; :mod:`backends.tvm`: Apache TVM (Relax, LLVM; optional
+  extra ``[tvm]``, docs/backends/tvm.md); :mod:`backends.tensorrt`: availability probe (its
+  lowering is a later issue)
 - :mod:`backends.numerics`: comparing outputs with ORT's unoptimized reference, and the
   ``NumericsCheck`` instrument for ``irc compile --verify-numerics``
 
