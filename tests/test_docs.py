@@ -17,9 +17,11 @@ def test_pass_catalogue_is_current():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_every_registered_pass_is_in_the_catalogue():
+def test_every_built_in_pass_is_in_the_catalogue():
     from passes import all_passes
 
     text = (ROOT / "docs" / "passes.md").read_text()
-    missing = [name for name in all_passes() if f"### {name}\n" not in text]
+    built_in = [name for name, cls in all_passes().items() if cls.__module__.startswith("passes.")]
+    assert "dce" in built_in  # (tests register passes of their own: those are not catalogued)
+    missing = [name for name in built_in if f"### {name}\n" not in text]
     assert not missing

@@ -39,8 +39,12 @@ DOC = os.path.join(ROOT, "docs", "conformance.md")
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 
 
+ZOO = os.path.join(ROOT, "zoo")
+
+
 def models() -> list[tuple[str, str]]:
-    """(label, path) of the models to report, tiny_cnn first."""
+    """(label, path) of the models to report: tiny_cnn, the light models, then the zoo models
+    that tools/export_zoo.py wrote into zoo/ (if it ran; each with the inputs .npz beside it)."""
     found = sorted(glob.glob(os.path.join(LIGHT, "light_*.onnx")) +
                    glob.glob(os.path.join(LIGHT, "light_*", "model.onnx")))
     out = [("examples/tiny_cnn.onnx", os.path.join(ROOT, "examples", "tiny_cnn.onnx"))]
@@ -48,6 +52,8 @@ def models() -> list[tuple[str, str]]:
         name = os.path.basename(os.path.dirname(p)) if p.endswith("model.onnx") else \
             os.path.basename(p)[:-5]
         out.append((name, p))
+    for p in sorted(glob.glob(os.path.join(ZOO, "*.onnx"))):
+        out.append((f"zoo/{os.path.basename(p)}", p))
     return out
 
 
@@ -68,7 +74,9 @@ def measure(label: str, path: str) -> dict:
 
     before = len(onnx.load(path, load_external_data=False).graph.node)
     t0 = time.perf_counter()
-    result = check_model(path, level=2, seed=0, on_compiled=count)
+    npz = path[:-5] + ".npz"
+    inputs = npz if path.startswith(ZOO) and os.path.exists(npz) else None
+    result = check_model(path, level=2, seed=0, inputs=inputs, on_compiled=count)
     seconds = time.perf_counter() - t0
     outs = result.outputs
     return {
@@ -91,7 +99,8 @@ def section(rows: list[dict]) -> str:
         "`irc check MODEL.onnx -O2`, and as tests/test_check_models.py). Each model is compiled at",
         "-O2, run on the ORT backend with ORT's own graph optimizations off, and compared with the",
         "original model run by ONNX Runtime with every optimization disabled (the reference), on",
-        "seeded random inputs (`--seed 0`, standard normal). Errors are the worst over a model's",
+        "seeded random inputs (`--seed 0`, standard normal; zoo models: the inputs .npz that",
+        "tools/export_zoo.py writes beside each model). Errors are the worst over a model's",
         "outputs; max rel is `max |got - ref| / |ref|` over non-zero reference elements; mismatches",
         "count elements outside irc check's default fp32 tolerance (rtol 1e-4, atol 1e-5).",
         "",
@@ -111,8 +120,9 @@ def section(rows: list[dict]) -> str:
     lines += [
         "",
         "The light models' weights are constants filled by ConstantOfShape, so their outputs are",
-        "uniform and the errors come out exactly 0; tiny_cnn has real weights and shows the",
-        "rounding left by -O2's fusions.",
+        "uniform and the errors come out exactly 0; tiny_cnn and the zoo models (seeded random",
+        "weights) show the rounding left by -O2's fusions. The zoo models are generated, not",
+        "committed: their rows appear when tools/export_zoo.py has run.",
         "",
     ]
     return "\n".join(lines)
