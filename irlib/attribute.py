@@ -49,7 +49,7 @@ _LISTS = {
 
 
 class Attribute:
-    __slots__ = ("name", "type", "value", "doc_string", "ref_attr_name")
+    __slots__ = ("name", "type", "value", "doc_string", "ref_attr_name", "_source")
 
     def __init__(self, name: str, type: AttrType, value, doc_string: str = "",
                  ref_attr_name: str = ""):
@@ -58,6 +58,31 @@ class Attribute:
         self.value = tuple(value) if self.type.is_list and value is not None else value
         self.doc_string = doc_string
         self.ref_attr_name = ref_attr_name
+        self._source = None
+
+    @classmethod
+    def _imported(cls, source: tuple) -> Attribute:
+        """The importer's attribute for a number or string ``AttributeProto``: ``source`` is
+        ``(name, type, value, doc_string, serialized proto)``, ``type`` already an ``AttrType``
+        and a list ``value`` already a tuple, so ``__init__``'s conversions are skipped.
+
+        The attribute remembers ``source``: while its name, type, value (the same object) and
+        doc string are the ones read, export hands the serialized proto back instead of
+        writing it field by field (see :meth:`_unchanged_source`)."""
+        a = object.__new__(cls)
+        a.name, a.type, a.value, a.doc_string, _ = source
+        a.ref_attr_name = ""
+        a._source = source
+        return a
+
+    def _unchanged_source(self) -> bytes | None:
+        """The serialized ``AttributeProto`` this attribute was read from, if nothing changed
+        since (numbers and strings only; values are immutable, so ``is`` tells a new one)."""
+        src = self._source
+        if src is not None and self.value is src[2] and self.name == src[0] \
+                and self.type is src[1] and self.doc_string == src[3] and not self.ref_attr_name:
+            return src[4]
+        return None
 
     @classmethod
     def infer(cls, name: str, value) -> Attribute:

@@ -13,7 +13,7 @@ import onnx
 from irlib.attribute import Attribute, AttrType
 from irlib.dtypes import DType
 from irlib.errors import IRLoadError
-from irlib.graph import Graph, Node, Value
+from irlib.graph import Graph, Node, Value, _gc_paused
 from irlib.model import Model
 from irlib.tensor import Tensor
 from irlib.types import (
@@ -52,8 +52,9 @@ def from_onnx(proto: onnx.ModelProto, base_dir: str = "") -> Model:
     if not proto.HasField("graph"):
         raise IRLoadError("the model has no graph")
     importer = _GraphImporter(base_dir)
-    graph = importer.import_graph(proto.graph, outer=None)
-    importer.note_renamed_values()
+    with _gc_paused():
+        graph = importer.import_graph(proto.graph, outer=None)
+        importer.note_renamed_values()
     model = Model(
         graph,
         ir_version=proto.ir_version,
@@ -88,7 +89,8 @@ class _GraphImporter:
     def __init__(self, base_dir: str):
         self.base_dir = base_dir
         self._types: dict[bytes, Type | None] = {}
-        self._named: list[tuple[Value, str]] = []  # every value made, with its ONNX name
+        self._attrs: dict[bytes, tuple] = {}  # see ``import_attribute``
+        self._named: list[tuple[Value, str]] = []  # every subgraph value, with its ONNX name
 
     def note_renamed_values(self) -> None:
         """Values keep names unique in the whole model, so a subgraph value whose name a sibling
@@ -126,7 +128,8 @@ class _GraphImporter:
             v.metadata_props = {p.key: p.value for p in vi.metadata_props}
             define(v, "graph input")
             graph.add_input(v)
-            self._named.append((v, vi.name))
+            if outer is not None:
+                self._named.append((v, vi.name))
         for tp in gp.initializer:
             tensor = Tensor.from_proto(tp, self.base_dir)
             existing = scope.get(tp.name)
@@ -137,7 +140,8 @@ class _GraphImporter:
             v = Value(tp.name, const_value=tensor)
             define(v, "initializer")
             graph.add_initializer(v)
-            self._named.append((v, tp.name))
+            if outer is not None:
+                self._named.append((v, tp.name))
 
         for sp in gp.sparse_initializer:
             # Carried verbatim in graph.extra; a value stands for it so nodes can read it.
@@ -146,54 +150,106 @@ class _GraphImporter:
             define(v, "sparse initializer")
             graph.meta.setdefault("sparse_values", []).append(v)
 
-        # Pass 1: every node's outputs, so that inputs may refer to later nodes.
-        nodes = []
-        for i, np_ in enumerate(gp.node):
-            node = Node(np_.op_type, domain=np_.domain, name=np_.name,
-                        outputs=[o for o in np_.output], overload=np_.overload,
-                        doc_string=np_.doc_string)
-            node.metadata_props = {p.key: p.value for p in np_.metadata_props}
+        # Pass 1: every node's outputs, so that inputs may refer to later nodes. This loop and
+        # the next run once per node of the model: fields are read once, into locals.
+        bare_node = Node._bare
+        # Only subgraph values can be renamed when they join the model (see
+        # ``note_renamed_values``): the main graph's names need no record.
+        named = self._named if outer is not None else None
+        pending = []
+        for np_ in gp.node:
+            op_type, name = np_.op_type, np_.name
+            outputs = np_.output
+            node = bare_node(op_type, np_.domain, name, np_.overload, np_.doc_string, outputs)
+            if len(np_.metadata_props):
+                node.metadata_props = {p.key: p.value for p in np_.metadata_props}
             if len(np_.device_configurations):
                 extra = onnx.NodeProto()
                 extra.device_configurations.extend(np_.device_configurations)
                 node.extra = extra
-            for v in node.outputs:
-                if v.name:
-                    define(v, f"output of {np_.op_type} node {np_.name!r}")
-                    self._named.append((v, v.name))
-            nodes.append(node)
+            for v in node._outputs:
+                vname = v._name
+                if vname:
+                    if vname in scope:
+                        define(v, f"output of {op_type} node {name!r}")  # raises
+                    scope[vname] = v
+                    if named is not None:
+                        named.append((v, vname))
+            attributes = np_.attribute
+            pending.append((node, np_.input, attributes if len(attributes) else None))
 
-        # Pass 2: inputs, attributes (subgraphs see this graph's whole scope).
-        for np_, node in zip(gp.node, nodes):
+        # Pass 2: inputs, attributes (subgraphs see this graph's whole scope). A node is linked
+        # at the end of the graph right here, as ``Graph.append`` would, while the graph keeps no
+        # name registry yet and the node holds no subgraph (the only cases ``_adopt`` acts on).
+        # Whether the nodes came in a topological order is noted on the way: an input produced
+        # by a node that is in no graph yet (a later node of this graph, or of an enclosing graph
+        # when this is a subgraph) means they may not have.
+        lookup = scope.get if len(scopes) == 1 else (lambda n: _lookup(scopes, n))
+        in_order = True
+        sentinel = graph._root
+        for node, input_names, attributes in pending:
             inputs = []
-            for name in np_.input:
+            i = 0
+            for name in input_names:
                 if name == "":
                     inputs.append(None)
-                    continue
-                v = _lookup(scopes, name)
-                if v is None:
-                    raise IRLoadError(
-                        f"{np_.op_type} node {np_.name!r} uses undefined value {name!r}")
-                inputs.append(v)
-            node.set_inputs(inputs)
-            for ap in np_.attribute:
-                node.set_attr(self.import_attribute(ap, scopes, node))
-            graph.append(node)
+                else:
+                    v = lookup(name)
+                    if v is None:
+                        raise IRLoadError(
+                            f"{node.op_type} node {node.name!r} uses undefined value {name!r}")
+                    inputs.append(v)
+                    v._uses[(node, i)] = None
+                    p = v._producer
+                    if p is not None and p.graph is None:
+                        in_order = False
+                i += 1
+            node._inputs = tuple(inputs)
+            has_subgraphs = False
+            if attributes is not None:
+                for ap in attributes:
+                    a = self.import_attribute(ap, scopes, node)
+                    if a.type is AttrType.GRAPH or a.type is AttrType.GRAPHS:
+                        has_subgraphs = True
+                        node.set_attr(a)
+                    elif a.name in node.attributes:
+                        node.set_attr(a)  # a repeated name: the last one wins, as set_attr does
+                    else:
+                        node.attributes[a.name] = a
+            if has_subgraphs or graph._names is not None:
+                graph.append(node)
+            else:
+                node.graph = graph
+                last = sentinel._prev
+                node._prev, node._next = last, sentinel
+                last._next = sentinel._prev = node
+                graph._len += 1
+            if has_subgraphs:
+                in_order = False  # their inner uses count too: let ``is_sorted`` decide
 
         # value_info: node outputs take what it says (type, doc, metadata) and remember the entry's
         # position, so that export writes the entries back in the order they came.
-        for pos, vi in enumerate(gp.value_info):
+        types = self._types
+        pos = 0
+        for vi in gp.value_info:
             v = scope.get(vi.name)
-            if v is None or v.producer() is None or "value_info" in v.meta:
+            if v is None or v._producer is None or "value_info" in v.meta:
                 # Describes an input, an initializer, nothing, or a value already described:
                 # carry it through verbatim.
                 graph.meta.setdefault("orphan_value_info", []).append((pos, _copy(vi)))
+                pos += 1
                 continue
             if vi.HasField("type"):
-                v.type = self.type(vi.type)
-            v.doc_string = vi.doc_string or v.doc_string
-            v.metadata_props.update({p.key: p.value for p in vi.metadata_props})
+                tp = vi.type
+                t = types.get(tp.SerializeToString(), _MISSING)  # ``self.type``, inlined
+                v.type = self.type(tp) if t is _MISSING else t
+            doc = vi.doc_string
+            if doc:
+                v.doc_string = doc
+            if len(vi.metadata_props):
+                v.metadata_props.update({p.key: p.value for p in vi.metadata_props})
             v.meta["value_info"] = pos
+            pos += 1
 
         for vi in gp.output:
             v = _lookup(scopes, vi.name)
@@ -216,7 +272,7 @@ class _GraphImporter:
             extra.sparse_initializer.extend(gp.sparse_initializer)
             extra.quantization_annotation.extend(gp.quantization_annotation)
             graph.extra = extra
-        if not graph.is_sorted():
+        if not in_order and not graph.is_sorted():
             try:
                 graph.sort()
             except ValueError as e:
@@ -224,7 +280,21 @@ class _GraphImporter:
         return graph
 
     def import_attribute(self, ap: onnx.AttributeProto, scopes, node: Node) -> Attribute:
-        t = AttrType(ap.type) if ap.type else _guess_attr_type(ap)
+        code = ap.type
+        if code in _PLAIN_ATTR_TYPES:
+            # Numbers and strings: a model repeats the same few (kernel shapes, axes, alphas)
+            # thousands of times, and their Python values are immutable: decode each distinct
+            # serialized attribute once and share its value.
+            key = ap.SerializeToString()
+            known = self._attrs.get(key)
+            if known is None:
+                if ap.ref_attr_name:  # a reference (in a function body): nothing to share
+                    return Attribute(ap.name, _ATTR_TYPES[code], None, ap.doc_string,
+                                     ap.ref_attr_name)
+                known = self._attrs[key] = (
+                    ap.name, _ATTR_TYPES[code], _plain_value(ap, code), ap.doc_string, key)
+            return Attribute._imported(known)
+        t = _ATTR_TYPES.get(code) or (AttrType(code) if code else _guess_attr_type(ap))
         if ap.ref_attr_name:
             return Attribute(ap.name, t, None, ap.doc_string, ap.ref_attr_name)
         if t is AttrType.FLOAT:
@@ -261,6 +331,26 @@ class _GraphImporter:
 
 
 _MISSING = object()
+_ATTR_TYPES = {int(t): t for t in AttrType if t is not AttrType.UNDEFINED}
+#: Attribute types whose values are numbers or strings (immutable in the IR).
+_PLAIN_ATTR_TYPES = frozenset(int(t) for t in (
+    AttrType.FLOAT, AttrType.INT, AttrType.STRING, AttrType.FLOATS, AttrType.INTS,
+    AttrType.STRINGS))
+
+
+def _plain_value(ap: onnx.AttributeProto, code: int):
+    """The value of a number or string attribute (lists as tuples)."""
+    if code == AttrType.FLOAT:
+        return ap.f
+    if code == AttrType.INT:
+        return ap.i
+    if code == AttrType.STRING:
+        return _decode(ap.s)
+    if code == AttrType.FLOATS:
+        return tuple(ap.floats)
+    if code == AttrType.INTS:
+        return tuple(ap.ints)
+    return tuple([_decode(s) for s in ap.strings])
 
 
 def _lookup(scopes: list[dict[str, Value]], name: str) -> Value | None:

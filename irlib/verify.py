@@ -175,14 +175,17 @@ class _Checker:
                 self.add(f"{gname}: output {i} ({v.name!r}) is not defined")
 
     def node(self, node: Node, g: Graph, gname: str, scope: _Scope, define) -> None:
-        where = None  # the message prefix, built only when there is something to say
+        # Runs once per node of the model: the checks that pass are written to cost little (no
+        # message is formatted, the common cases of ``define`` and ``uses`` are inlined).
         if node.graph is not g:
             self.add(f"{gname}: {_where(node)} does not point back to its graph")
         if self.domains is not None and node.domain not in self.domains:
             self.add(f"{gname}: {_where(node)} uses domain {node.domain or 'ai.onnx'!r},"
                      " which the model does not import")
         defined = scope.ids
-        for i, v in enumerate(node._inputs):
+        i = -1
+        for v in node._inputs:
+            i += 1
             if v is None:
                 continue
             if not isinstance(v, Value):
@@ -201,22 +204,34 @@ class _Checker:
                     self.add(f"{where}: input {i} ({v.name!r}) is not defined in this graph"
                              " or an enclosing one")
         if node.attributes:
-            where = f"{gname}: {_where(node)}"
             for name, a in node.attributes.items():
-                self.attribute(a, name, where, node)
-                if isinstance(a, Attribute):
+                self.attribute(a, name, gname, node)
+                if isinstance(a, Attribute) and (a.type is AttrType.GRAPH
+                                                 or a.type is AttrType.GRAPHS):
                     for sub in a.subgraphs():
                         if isinstance(sub, Graph):
                             self.graph(sub, scope)
-        for i, v in enumerate(node._outputs):
+        names = scope.names
+        no_outer = scope.outer is None  # nothing to shadow: ``define`` has one check left
+        i = -1
+        for v in node._outputs:
+            i += 1
             if v._producer is not node or v._index != i:
                 self.add(f"{gname}: {_where(node)}: output {i} ({v.name!r}) does not point back"
                          " to its producer")
-            if v._name == "" and v._uses:
-                self.add(f"{gname}: {_where(node)}: output {i} has no name but is read")
-            define(v, node)
-            if v._uses:
-                self.uses(v, gname)
+            name = v._name
+            if name and no_outer and name not in names:
+                names[name] = node  # ``define(v, node)`` where it finds nothing wrong
+                defined.add(id(v))
+            else:
+                if name == "" and v._uses:
+                    self.add(f"{gname}: {_where(node)}: output {i} has no name but is read")
+                define(v, node)
+            for user, j in v._uses:
+                if user._removed or user.graph is None or j >= len(user._inputs) \
+                        or user._inputs[j] is not v:
+                    self.uses(v, gname)  # reports each wrong use
+                    break
 
     def uses(self, v: Value, gname: str) -> None:
         for node, i in v._uses:
@@ -244,34 +259,48 @@ class _Checker:
                 self.add(f"{gname}: initializer {v.name!r} is declared {v.type}"
                          f" but holds shape {list(t.shape)}")
 
-    def attribute(self, a: Attribute, key: str, where: str, node: Node) -> None:
+    def attribute(self, a: Attribute, key: str, gname: str, node: Node) -> None:
         if not isinstance(a, Attribute):
-            self.add(f"{where}: attribute {key!r} is {type(a).__name__}, not an Attribute")
+            self.add(f"{gname}: {_where(node)}: attribute {key!r} is {type(a).__name__},"
+                     " not an Attribute")
             return
-        if a.name != key:
-            self.add(f"{where}: attribute stored as {key!r} is named {a.name!r}")
-        if not a.name:
+        name, t = a.name, a.type
+        ok = _ATTR_CHECKS.get(t)
+        if name == key and name and not a.ref_attr_name and ok is not None and ok(a.value) \
+                and t is not AttrType.GRAPH and t is not AttrType.GRAPHS:
+            return  # the common case: nothing to say
+        where = f"{gname}: {_where(node)}"
+        if name != key:
+            self.add(f"{where}: attribute stored as {key!r} is named {name!r}")
+        if not name:
             self.add(f"{where}: an attribute has an empty name")
         if a.ref_attr_name:
             return
-        t, val = a.type, a.value
-        ok = {
-            AttrType.FLOAT: lambda x: isinstance(x, float),
-            AttrType.INT: lambda x: isinstance(x, int) and not isinstance(x, bool),
-            AttrType.STRING: lambda x: isinstance(x, (str, bytes)),
-            AttrType.TENSOR: lambda x: isinstance(x, Tensor),
-            AttrType.GRAPH: lambda x: isinstance(x, Graph),
-            AttrType.FLOATS: lambda x: isinstance(x, tuple) and all(isinstance(e, float) for e in x),
-            AttrType.INTS: lambda x: isinstance(x, tuple) and all(
-                isinstance(e, int) and not isinstance(e, bool) for e in x),
-            AttrType.STRINGS: lambda x: isinstance(x, tuple) and all(isinstance(e, (str, bytes)) for e in x),
-            AttrType.TENSORS: lambda x: isinstance(x, tuple) and all(isinstance(e, Tensor) for e in x),
-            AttrType.GRAPHS: lambda x: isinstance(x, tuple) and all(isinstance(e, Graph) for e in x),
-        }.get(t)
+        val = a.value
         if t is AttrType.UNDEFINED:
-            self.add(f"{where}: attribute {a.name!r} has no type")
+            self.add(f"{where}: attribute {name!r} has no type")
         elif ok is not None and not ok(val):
-            self.add(f"{where}: attribute {a.name!r} is declared {t.name} but holds {val!r:.60}")
+            self.add(f"{where}: attribute {name!r} is declared {t.name} but holds {val!r:.60}")
         for g in a.subgraphs():
             if isinstance(g, Graph) and g.parent_node is not node:
-                self.add(f"{where}: subgraph {g.name!r} of attribute {a.name!r} does not point back to its node")
+                self.add(f"{where}: subgraph {g.name!r} of attribute {name!r} does not point"
+                         " back to its node")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+#: What an attribute's value must be, by type (the types not listed are not checked).
+_ATTR_CHECKS = {
+    AttrType.FLOAT: lambda x: isinstance(x, float),
+    AttrType.INT: _is_int,
+    AttrType.STRING: lambda x: isinstance(x, (str, bytes)),
+    AttrType.TENSOR: lambda x: isinstance(x, Tensor),
+    AttrType.GRAPH: lambda x: isinstance(x, Graph),
+    AttrType.FLOATS: lambda x: isinstance(x, tuple) and all(isinstance(e, float) for e in x),
+    AttrType.INTS: lambda x: isinstance(x, tuple) and all(_is_int(e) for e in x),
+    AttrType.STRINGS: lambda x: isinstance(x, tuple) and all(isinstance(e, (str, bytes)) for e in x),
+    AttrType.TENSORS: lambda x: isinstance(x, tuple) and all(isinstance(e, Tensor) for e in x),
+    AttrType.GRAPHS: lambda x: isinstance(x, tuple) and all(isinstance(e, Graph) for e in x),
+}
