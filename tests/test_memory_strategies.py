@@ -13,6 +13,7 @@ from passes.memory import (
     STRATEGIES, Buffer, MemoryPlanError, align, arena_size, check_plan, compute_liveness,
     lower_bound, plan_memory,
 )
+from passes.memory.strategies import greedy_by_size, greedy_repair
 
 
 def buffers(*specs) -> list[Buffer]:
@@ -64,6 +65,44 @@ def test_best_fit_reuses_the_smallest_free_block():
     assert_sound(bufs, offsets)
     assert offsets[4] == offsets[2]
     assert arena_size(bufs, offsets) == 320
+
+
+def _residual_blocks(blocks: int) -> list[Buffer]:
+    """A transformer-like pattern: block k's residual (64 bytes) lives over steps [4k, 4k+5],
+    into the next block; its MLP holds two 256-byte buffers together at steps 4k+2..4k+3."""
+    specs = []
+    for k in range(blocks):
+        specs += [(64, 4 * k, 4 * k + 5), (256, 4 * k + 2, 4 * k + 3), (256, 4 * k + 2, 4 * k + 3)]
+    return buffers(*specs)
+
+
+def test_greedy_repair_moves_the_residual_that_ends_above_the_bound():
+    # Greedy by size puts every MLP at bytes 0..512, so each residual wants 512..576 during its
+    # MLP; two consecutive residuals overlap in time, so the second goes on top (640 bytes).
+    bufs = _residual_blocks(3)
+    assert lower_bound(bufs) == 576
+    assert arena_size(bufs, STRATEGIES["greedy-size"](bufs)) == 640
+    offsets = STRATEGIES["greedy-repair"](bufs)
+    assert_sound(bufs, offsets)
+    assert arena_size(bufs, offsets) == 576
+    assert offsets[3] == 0 and offsets[4] == 64   # the middle block shifted above its residual
+    # With no repair round it is greedy by size.
+    assert greedy_repair(bufs, rounds=0) == greedy_by_size(bufs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 25), st.integers(0, 8)),
+                min_size=1, max_size=50))
+def test_greedy_repair_is_never_worse_than_greedy_by_size(specs):
+    bufs = buffers(*[(align(s, 16), f, f + d) for s, f, d in specs])
+    offsets = greedy_repair(bufs)
+    assert_sound(bufs, offsets)
+    assert all(o % 16 == 0 for o in offsets)
+    assert lower_bound(bufs) <= arena_size(bufs, offsets) <= arena_size(bufs, greedy_by_size(bufs))
+
+
+def test_every_strategy_is_in_the_table_that_auto_and_the_property_tests_use():
+    assert set(STRATEGIES) == {"greedy-size", "greedy-breadth", "best-fit", "greedy-repair"}
 
 
 def test_strategies_can_disagree_and_auto_keeps_the_smallest_arena():

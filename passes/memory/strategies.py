@@ -2,7 +2,7 @@
 same step never overlap, keeping the arena small.
 
 Every strategy takes a list of :class:`~passes.memory.liveness.Buffer` (aligned sizes, lifetimes
-in steps) and returns one offset per buffer (aligned, since sizes are). Three are built in:
+in steps) and returns one offset per buffer (aligned, since sizes are). Four are built in:
 
 - ``greedy-size``: Pisarchyk & Lee (2020), "Efficient Memory Management for Deep Neural Net
   Inference", greedy by size for offset calculation: the largest buffers first (ties: the
@@ -10,6 +10,13 @@ in steps) and returns one offset per buffer (aligned, since sizes are). Three ar
   in time and that fits it.
 - ``greedy-breadth``: the same paper's greedy by breadth: steps in decreasing order of the total
   size live at them; at each step, its unplaced buffers largest first, placed as above.
+- ``greedy-repair``: greedy by size, then a bounded repair: the buffers that end above the lower
+  bound (the most bytes live at one step) move to the front of the placement order, and all are
+  placed again, until the arena reaches the bound, an order repeats, ``REPAIR_PATIENCE`` rounds
+  in a row bring nothing, or ``REPAIR_ROUNDS`` rounds have run; the smallest arena found wins.
+  Greedy by size places every equal-sized buffer in the same way, e.g. each transformer block's
+  MLP at the bottom, so the residual stream that crosses two blocks finds no room beside both;
+  placed first, it takes the bottom and the MLPs shift.
 - ``best-fit``: a classical online allocator replayed over the order: at each step free the
   buffers that died, then allocate the new ones (largest first) in the smallest free block that
   holds them, growing the arena when none does.
@@ -25,9 +32,15 @@ from typing import Callable
 
 import numpy as np
 
-from passes.memory.liveness import Buffer
+from passes.memory.liveness import Buffer, lower_bound
 
-__all__ = ["STRATEGIES", "arena_size", "best_fit", "greedy_by_breadth", "greedy_by_size"]
+__all__ = ["REPAIR_PATIENCE", "REPAIR_ROUNDS", "STRATEGIES", "arena_size", "best_fit",
+           "greedy_by_breadth", "greedy_by_size", "greedy_repair"]
+
+#: At most this many re-placements after the first greedy one in :func:`greedy_repair`.
+REPAIR_ROUNDS = 8
+#: :func:`greedy_repair` gives up after this many rounds in a row that did not shrink the arena.
+REPAIR_PATIENCE = 2
 
 
 class _Placed:
@@ -97,17 +110,61 @@ def _best_gap_np(spans: np.ndarray, size: int) -> int:
     return int(prevs[k])
 
 
-def greedy_by_size(buffers: list[Buffer]) -> list[int]:
-    """Largest buffers first, each in the tightest gap that fits among time-overlapping ones."""
+def _size_order(buffers: list[Buffer]) -> list[Buffer]:
+    """The buffers holding bytes, largest first; ties in size: the longer-lived buffer first (it
+    constrains more of the others). A buffer of no bytes keeps offset 0, overlapping nothing."""
+    return sorted((b for b in buffers if b.size),
+                  key=lambda b: (-b.size, b.first - b.last, b.first, b.id))
+
+
+def _place_in_order(buffers: list[Buffer], order: list[Buffer]) -> list[int]:
+    """Each buffer of ``order`` in turn in the tightest gap that fits among the time-overlapping
+    buffers placed before it."""
     offsets = [0] * len(buffers)
     placed = _Placed(len(buffers))
-    # Ties in size: the longer-lived buffer first (it constrains more of the others).
-    for b in sorted(buffers, key=lambda b: (-b.size, b.first - b.last, b.first, b.id)):
-        if not b.size:  # holds no bytes: offset 0, overlapping nothing
-            continue
+    for b in order:
         offsets[b.id] = off = placed.best_gap(b)
         placed.add(b, off)
     return offsets
+
+
+def greedy_by_size(buffers: list[Buffer]) -> list[int]:
+    """Largest buffers first, each in the tightest gap that fits among time-overlapping ones."""
+    return _place_in_order(buffers, _size_order(buffers))
+
+
+def greedy_repair(buffers: list[Buffer], rounds: int | None = None) -> list[int]:
+    """:func:`greedy_by_size`, then up to ``rounds`` (default :data:`REPAIR_ROUNDS`) repairs: the
+    buffers ending above the lower bound go to the front of the placement order (the latest
+    offenders first, then the earlier ones), and everything is placed again. Stops at the lower
+    bound, when the front repeats, or after :data:`REPAIR_PATIENCE` rounds in a row without a
+    smaller arena (so a model where repairing does not help pays about three greedy runs);
+    returns the smallest arena seen (never worse than greedy by size, the first round)."""
+    rounds = REPAIR_ROUNDS if rounds is None else rounds
+    base = _size_order(buffers)
+    bound = lower_bound(buffers)
+    front: list[Buffer] = []
+    seen: set[tuple[int, ...]] = set()
+    best, best_size = None, None
+    stale = 0
+    for _ in range(rounds + 1):
+        in_front = {b.id for b in front}
+        offsets = _place_in_order(buffers, front + [b for b in base if b.id not in in_front])
+        size = arena_size(buffers, offsets)
+        if best_size is None or size < best_size:
+            best, best_size, stale = offsets, size, 0
+        else:
+            stale += 1
+        if size <= bound or stale >= REPAIR_PATIENCE:
+            break
+        over = [b for b in base if offsets[b.id] + b.size > bound]
+        over_ids = {b.id for b in over}
+        front = over + [b for b in front if b.id not in over_ids]
+        key = tuple(b.id for b in front)
+        if key in seen:
+            break
+        seen.add(key)
+    return best if best is not None else [0] * len(buffers)
 
 
 def greedy_by_breadth(buffers: list[Buffer]) -> list[int]:
@@ -209,4 +266,5 @@ STRATEGIES: dict[str, Callable[[list[Buffer]], list[int]]] = {
     "greedy-size": greedy_by_size,
     "greedy-breadth": greedy_by_breadth,
     "best-fit": best_fit,
+    "greedy-repair": greedy_repair,
 }
