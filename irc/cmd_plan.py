@@ -14,6 +14,7 @@ import json
 import click
 
 import irlib
+from passes.memory import STRATEGIES
 
 __all__ = ["register", "plan_command"]
 
@@ -25,7 +26,7 @@ __all__ = ["register", "plan_command"]
 @click.option("--reorder", is_flag=True, help="Reorder independent nodes to lower the peak first.")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=DIM[,NAME=DIM...]",
               help="Bind symbolic dimensions (repeatable or comma-separated), e.g. N=1.")
-@click.option("--strategy", type=click.Choice(["auto", "greedy-size", "greedy-breadth", "best-fit"]),
+@click.option("--strategy", type=click.Choice(["auto", *STRATEGIES]),
               default="auto", show_default=True, help="Offset strategy (auto keeps the best).")
 @click.option("--alignment", type=click.IntRange(1), default=64, show_default=True,
               help="Byte alignment of every offset.")

@@ -8,7 +8,7 @@ lifetimes do not overlap share memory (as Paddle Inference and TFLite do).
 
 The parts: :mod:`~passes.memory.liveness` (lifetimes over the execution order, views and
 in-place reuse grouped into buffers, the lower bound), :mod:`~passes.memory.strategies` (greedy
-by size, greedy by breadth, best-fit), :mod:`~passes.memory.plan` (the plan, its JSON form and a
+by size, greedy by breadth, best-fit, greedy by size with repair rounds), :mod:`~passes.memory.plan` (the plan, its JSON form and a
 checker), :mod:`~passes.memory.reorder` (orders that keep less memory live). The passes
 ``memory-plan`` and ``reorder-for-memory`` wrap them; docs/memory.md explains the figures.
 """

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class MemoryPlanPass(Pass):
     """Plan one arena for all intermediate tensors (views, in-place reuse, best offset strategy).
 
-    Options: ``strategy`` (auto, greedy-size, greedy-breadth, best-fit), ``alignment`` (bytes, a
+    Options: ``strategy`` (auto, greedy-size, greedy-breadth, best-fit, greedy-repair), ``alignment`` (bytes, a
     power of two), ``shapes`` (bindings of symbolic dims, ``[N=1,T=8]``), ``skip_dynamic``
     (a model it cannot size is reported as skipped instead of failing the pipeline, for -O levels).
     """
