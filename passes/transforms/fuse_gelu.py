@@ -161,7 +161,12 @@ class GeluPattern(RecognitionPattern):
     name = "gelu"
     root_ops = ("Erf", "Tanh")
 
-    def find(self, t: Node, rewriter: PatternRewriter, opset: int | None) -> bool | str:
+    def match(self, t: Node) -> tuple[Value, Node, list[Node]]:
+        """Read the decomposition around the Erf/Tanh node ``t``: ``(x, root, nodes)`` where
+        ``root`` computes the GELU of ``x`` and ``nodes`` are the nodes it replaces; raises
+        NoMatch otherwise. (Shared with the ORT -O3 fusion, which emits contrib ops instead.)"""
+        if not is_op(t, "Erf", "Tanh"):
+            raise NoMatch()
         arg = t.inputs[0]
         if arg is None or arg.is_graph_output() or arg.num_uses() != 1:
             raise NoMatch()
@@ -195,6 +200,10 @@ class GeluPattern(RecognitionPattern):
         for arr in reader.consts:
             if arr.ndim > 0 and (r is None or arr.ndim > r):
                 raise NoMatch("a constant's rank would broadcast the output to a bigger shape")
+        return x, root, nodes
+
+    def find(self, t: Node, rewriter: PatternRewriter, opset: int | None) -> bool | str:
+        x, root, nodes = self.match(t)
         if x.dtype is None or not op_accepts("Gelu", opset, x.dtype):
             kind = x.dtype.name if x.dtype is not None else "unknown type"
             raise NoMatch(f"Gelu is not in opset {opset} for {kind}")

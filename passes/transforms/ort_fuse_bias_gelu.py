@@ -23,10 +23,8 @@ from irlib import Node, Value
 from passes.constants import get_const
 from passes.registry import register_pass
 from passes.rewrite.rewriter import PatternRewriter
-from passes.transforms.fuse_gelu import (
-    SQRT1_2, SQRT_2_PI, TANH_CUBIC, GeluPattern, _close, _Reader, _sole_reader, _tolerance,
-)
-from passes.transforms.fuse_layer_norm import NoMatch, RecognitionPattern, commit, is_op, rank
+from passes.transforms.fuse_gelu import GeluPattern
+from passes.transforms.fuse_layer_norm import NoMatch, RecognitionPattern, commit, is_op
 from passes.transforms.ort_common import MS_DOMAIN, OrtPatternPass, is_float32
 
 __all__ = ["OrtFuseBiasGelu", "OrtGeluDecomposition", "OrtGeluOp"]
@@ -73,37 +71,7 @@ class OrtGeluDecomposition(GeluPattern):
     root_ops = ("Erf", "Tanh")
 
     def find(self, t: Node, rewriter: PatternRewriter, opset: int | None) -> bool | str:
-        if not is_op(t, "Erf", "Tanh"):
-            raise NoMatch()
-        arg = t.inputs[0]
-        if arg is None or arg.is_graph_output() or arg.num_uses() != 1:
-            raise NoMatch()
-        reader = _Reader()
-        poly = reader.read(arg)
-        x = reader.x
-        if x is None:
-            raise NoMatch()
-        tol = _tolerance(x.dtype)
-        if t.op_type == "Erf":
-            if set(poly) != {1} or not _close(poly[1], SQRT1_2, tol):
-                raise NoMatch()
-        elif set(poly) != {1, 3} or not _close(poly[1], SQRT_2_PI, tol) or \
-                not _close(poly[3] / poly[1], TANH_CUBIC, tol):
-            raise NoMatch()
-        nodes = [*reader.nodes, t]
-        plus = _sole_reader(t.output)
-        if not is_op(plus, "Add"):
-            raise NoMatch()
-        other = plus.inputs[1] if plus.inputs[0] is t.output else plus.inputs[0]
-        one = reader.const(other)
-        if one is None or other is t.output or not _close(one, 1.0, tol):
-            raise NoMatch()
-        nodes.append(plus)
-        root = self._product(plus.output, x, reader, nodes, tol)
-        r = rank(x)
-        for arr in reader.consts:
-            if arr.ndim > 0 and (r is None or arr.ndim > r):
-                raise NoMatch("a constant's rank would broadcast the output to a bigger shape")
+        x, root, nodes = self.match(t)
         return _emit(rewriter, root, x, t.op_type == "Tanh", nodes, nodes)
 
 
