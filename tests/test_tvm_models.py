@@ -12,9 +12,9 @@ output, 1e-5 * max(1, max|reference|) (50-120 layers of float32 accumulate round
 loop nests and ORT's MLAS kernels, and -O2 folds batch norms into the weights), and cosine >
 0.99999.
 
-Untuned TVM runs these models 10-100x slower than ORT and builds each in 5-50 s, so the default
+Untuned TVM runs these models 9-130x slower than ORT and builds each in 5-40 s, so the default
 suite runs the two cheapest (light_squeezenet, light_shufflenet) and the rest are opt-in:
-``pytest -m slow tests/test_tvm_models.py`` (about 4 minutes on 2 cores), and
+``pytest -m slow tests/test_tvm_models.py`` (about 7 minutes on 2 cores), and
 ``pytest -m zoo tests/test_tvm_models.py`` for the zoo when ``tools/export_zoo.py`` has run.
 The figures are in docs/conformance.md ("TVM backend alignment", tools/bench_tvm.py --align).
 """
@@ -110,14 +110,15 @@ def light_params():
 @pytest.mark.parametrize("name", list(light_params()))
 def test_light_model_aligns(name, request):
     if name not in FAST and not selects("slow", request.config.getoption("markexpr")):
-        pytest.skip("untuned TVM takes 10-60 s per large light model: opt in with pytest -m slow")
+        pytest.skip("untuned TVM takes 5-80 s per run of the larger light models:"
+                    " opt in with pytest -m slow")
     proto = with_random_weights(onnx.load(os.path.join(LIGHT, name + ".onnx")))
     comps = check_on_tvm(proto)
     bad = [c.summary() for c in comps if not c.aligned]
     assert not bad, f"{name}: {bad}"
-    assert len(comps) == 2 and all(c.cosine > 0.99999 for c in comps)
-    logits = comps[1]
-    assert logits.max_abs_error is not None
+    assert comps and all(c.cosine > 0.99999 for c in comps)
+    has_softmax = any(n.op_type == "Softmax" for n in proto.graph.node)
+    assert len(comps) == (2 if has_softmax else 1)  # the logits were compared too
 
 
 def test_the_light_models_are_there():

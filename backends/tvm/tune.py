@@ -9,7 +9,9 @@ PrimFuncs become MetaSchedule tasks, and ``tune_tasks`` measures at most ``trial
 (at most ``per_task`` for one task) on this machine. Records go to MetaSchedule's JSON database
 in ``db_dir`` (``database_workload.json``, ``database_tuning_record.json``); compiling again
 with ``tuning_db=DIR`` and no ``tune`` applies them without tuning. Records are per workload
-and target: a changed model re-tunes only the functions that changed.
+and target: a changed model re-tunes only the functions that changed. Only tasks with a
+reduction (convolution, matmul, pool, norm, softmax) are tuned; data movement keeps its default
+schedule.
 
 Needs xgboost, psutil and cloudpickle (``pip install -e ".[tune]"``). Tuning is never run by
 the test suite.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import re
 import sys
 import time
 
@@ -35,6 +38,11 @@ log = logging.getLogger(__name__)
 #: 2-core machine every build timed out.
 BUILD_TIMEOUT = 300
 RUN_TIMEOUT = 120
+
+#: Tasks worth tuning: the ones with a reduction (convolutions, matmuls, pools, norms). Pure
+#: data movement (reshape, transpose, concat ...) gains little and some of its candidates build
+#: pathologically slowly; those functions keep their default schedule.
+_WORTH_TUNING = re.compile(r"conv|matmul|dense|pool|mean|sum|max|min|softmax|norm|prod")
 
 #: Modules MetaSchedule needs beyond TVM itself (its cost model and process pool).
 TUNE_REQUIREMENTS = ("xgboost", "psutil", "cloudpickle")
@@ -118,6 +126,11 @@ def tune(mod, target, db_dir: str, trials: int, *, per_task: int | None = None,
     extracted = ms.relax_integration.extract_tasks(fused, target)
     if not extracted:
         raise BackendError("tvm: nothing to tune (the module has no TIR functions)")
+    worth = [t for t in extracted if _WORTH_TUNING.search(t.task_name)]
+    if worth:
+        log.info("tvm: tuning %d of %d tasks (skipping data movement: %s)", len(worth),
+                 len(extracted), ", ".join(t.task_name for t in extracted if t not in worth))
+        extracted = worth
     threads = int(target.attrs.get("num-cores", 0) or 0) or "physical"
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         extracted, work_dir=db_dir, num_threads=threads)
