@@ -53,9 +53,11 @@ def load(model: str | os.PathLike | onnx.ModelProto | bytes) -> Model:
         raise IRLoadError(f"{path}: cannot read: {e.strerror}") from None
     proto = _parse(data, path)
     try:
-        return from_onnx(proto, base_dir=os.path.dirname(os.path.abspath(path)))
+        model = from_onnx(proto, base_dir=os.path.dirname(os.path.abspath(path)))
     except IRLoadError as e:
         raise IRLoadError(f"{path}: {e}") from None
+    model.meta["source_path"] = os.path.abspath(path)  # for artifacts that name their source
+    return model
 
 
 def _parse(data: bytes, what: str) -> onnx.ModelProto:

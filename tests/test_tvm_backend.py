@@ -85,6 +85,9 @@ def test_export_writes_library_and_sidecar_and_reloads_in_a_fresh_process(tiny, 
     assert meta["tvm_version"].startswith("0.27") and meta["tvm_ffi_version"].startswith("0.1.14")
     assert meta["target"]["kind"] == "llvm" and meta["target"]["mcpu"]
     assert meta["irc_version"] and len(meta["model_sha256"]) == 64 and meta["threads"] == 2
+    import hashlib
+
+    assert meta["source_model_sha256"] == hashlib.sha256(open(TINY, "rb").read()).hexdigest()
     assert meta["lowering"] == "irc-converters"
     x = random_inputs(original, {"N": 2}, seed=7)
     np.savez(tmp_path / "x.npz", **x)

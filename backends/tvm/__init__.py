@@ -137,6 +137,7 @@ class TVMBackend(Backend):
             "threads": opts["threads"],
             "irc_version": _irc_version(),
             "model_sha256": _model_hash(model),
+            "source_model_sha256": _source_hash(model),
             "tuning": {"trials": opts["tune"], "database": db_dir or None,
                        **({"tasks": tuning["tasks"], "seconds": round(tuning["seconds"], 2)}
                           if tuning else {})},
@@ -193,6 +194,18 @@ def _irc_version() -> str:
         return version("irc")
     except PackageNotFoundError:
         return ""
+
+
+def _source_hash(model: Model) -> str | None:
+    """sha256 of the file the model was loaded from (``irlib.load`` records it), if known."""
+    path = model.meta.get("source_path")
+    if not path or not os.path.isfile(path):
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _model_hash(model: Model) -> str:
